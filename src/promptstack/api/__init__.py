@@ -1,0 +1,1 @@
+"""HTTP: routes that translate between requests and service calls, and nothing more."""

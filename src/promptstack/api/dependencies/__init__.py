@@ -1,0 +1,1 @@
+"""`Depends` providers, as `Annotated` aliases that make route signatures read as sentences."""

@@ -1,0 +1,46 @@
+"""The services a route may ask for, taken from the container the app was built with."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from promptstack.bootstrap import Container
+from promptstack.core.net import client_address
+from promptstack.services.accounts import AccountService
+from promptstack.services.audit import AuditLog
+from promptstack.services.auth import AuthService
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def get_auth(container: ContainerDep) -> AuthService:
+    return container.auth
+
+
+def get_accounts(container: ContainerDep) -> AccountService:
+    return container.accounts
+
+
+def get_audit_log(container: ContainerDep) -> AuditLog:
+    return container.audit_log
+
+
+def get_client_address(request: Request, container: ContainerDep) -> str:
+    peer = request.client.host if request.client else None
+    return client_address(
+        peer, request.headers.get("x-forwarded-for"), container.settings.trusted_proxy_networks
+    )
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth)]
+AccountServiceDep = Annotated[AccountService, Depends(get_accounts)]
+AuditLogDep = Annotated[AuditLog, Depends(get_audit_log)]
+ClientAddress = Annotated[str, Depends(get_client_address)]

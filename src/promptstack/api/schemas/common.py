@@ -1,0 +1,58 @@
+"""Shapes and checks shared by every resource's schemas."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+T = TypeVar("T")
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(value: str) -> str:
+    """Refuse text no database column should hold: NUL, control characters, lone surrogates."""
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+def _no_surrogates(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Password = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_surrogates)
+]
+Token = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(clean_text)]
+
+
+class Input(BaseModel):
+    """Request bodies: unknown fields are an error, and types are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class Accepted(BaseModel):
+    status: str = "accepted"

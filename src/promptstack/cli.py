@@ -1,0 +1,101 @@
+"""The `promptstack` command: serve, migrate, and administer from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from promptstack.bootstrap import bootstrap
+from promptstack.core.errors import AppError
+from promptstack.core.settings import Settings
+from promptstack.migrations.runner import upgrade
+from promptstack.models.user import Role
+from promptstack.services.accounts import NewAccount
+
+app = typer.Typer(help="Prompt Stack: run and administer the service.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development)")] = False,
+) -> None:
+    """Serve the API. The embedded SQLite database is migrated first."""
+    settings = _settings()
+    if settings.is_sqlite:
+        with console.status("Migrating the embedded database"):
+            upgrade(settings)
+    console.print(f"Serving on http://{host}:{port} (API docs at http://{host}:{port}/docs)")
+    uvicorn.run(
+        "promptstack.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        proxy_headers=False,  # client addresses are resolved by TRUSTED_PROXIES instead
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        log_config=None,
+    )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    with console.status(f"Migrating to {revision}"):
+        upgrade(settings, revision)
+    console.print("[green]Database is up to date.[/green]")
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="The administrator's email")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    username: Annotated[str | None, typer.Option(help="Defaults to the email's local part")] = None,
+    role: Annotated[Role, typer.Option(help="admin or super_admin")] = Role.SUPER_ADMIN,
+) -> None:
+    """Create an administrator account."""
+    if role is Role.USER:
+        console.print(
+            "[red]create-admin makes administrators; use the API to register users.[/red]"
+        )
+        raise typer.Exit(2)
+    settings = _settings()
+    name = username or email.split("@", 1)[0]
+    try:
+        user = asyncio.run(_create_admin(settings, email, password, name, role))
+    except AppError as exc:
+        console.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]Created {role.value} {user} .[/green]")
+
+
+async def _create_admin(
+    settings: Settings, email: str, password: str, username: str, role: Role
+) -> str:
+    container = bootstrap(settings)
+    try:
+        user = await container.accounts.register(
+            NewAccount(email=email, username=username, password=password), role=role
+        )
+        return f"{user.username} <{user.email}>"
+    finally:
+        await container.aclose()

@@ -1,0 +1,1 @@
+"""Cross-cutting infrastructure every layer may use: settings, database, errors, logging."""

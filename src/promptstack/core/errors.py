@@ -1,0 +1,93 @@
+"""The one error hierarchy of the application.
+
+Services raise these; the API layer renders every one as an RFC 9457 problem document.
+Each class carries its HTTP status, a stable machine-readable `code` and a title, so the
+same class both answers the request and describes itself in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extra = extra or {}
+        super().__init__(self.detail)
+
+
+class BadRequest(AppError):
+    pass
+
+
+class InvalidToken(AppError):
+    code = "invalid_token"
+    title = "The token is invalid or has expired"
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "not_authenticated"
+    title = "Authentication required"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.headers.setdefault("WWW-Authenticate", "Bearer")
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
+    title = "Incorrect username or password"
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+    title = "You are not allowed to do this"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+    title = "Conflict with the current state"
+
+
+class ValidationFailed(AppError):
+    status = 422
+    code = "validation_error"
+    title = "The request is not valid"
+
+
+class TooManyRequests(AppError):
+    status = 429
+    code = "too_many_requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.retry_after = max(1, retry_after)
+        self.headers["Retry-After"] = str(self.retry_after)
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"

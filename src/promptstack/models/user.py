@@ -1,0 +1,71 @@
+"""The account: identity, role, subscription tier and credit balance."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Boolean, Enum, Index, Integer, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from promptstack.core.database import Base, UTCDateTime
+
+
+class Role(StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+    SUPER_ADMIN = "super_admin"
+
+
+ROLE_RANK: dict[Role, int] = {Role.USER: 0, Role.ADMIN: 1, Role.SUPER_ADMIN: 2}
+
+
+class Tier(StrEnum):
+    FREE = "free"
+    PREMIUM = "premium"
+
+
+def _enum(kind: type[StrEnum], name: str) -> Enum:
+    return Enum(
+        kind,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+def search_key(*parts: str | None) -> str:
+    """What case-insensitive search matches against: every searchable field, casefolded."""
+    return " ".join(p.casefold() for p in parts if p)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    username: Mapped[str] = mapped_column(String(32))
+    username_key: Mapped[str] = mapped_column(String(32), unique=True)
+    full_name: Mapped[str | None] = mapped_column(String(100))
+    search_key: Mapped[str] = mapped_column(String(512))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.USER)
+    tier: Mapped[Tier] = mapped_column(_enum(Tier, "tier"), default=Tier.FREE)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    credits: Mapped[int] = mapped_column(Integer, default=0)
+    preferred_provider: Mapped[str | None] = mapped_column(String(32))
+    # Bumped whenever live sessions must end (password change, deactivation): access
+    # tokens carry the version they were issued under and stop working once it moves.
+    session_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def refresh_search_key(self) -> None:
+        self.search_key = search_key(self.email, self.username, self.full_name)

@@ -1,0 +1,1 @@
+"""Data access only: queries and persistence, no business rules."""

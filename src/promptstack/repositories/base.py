@@ -1,0 +1,75 @@
+"""The typed base every repository extends with its own named queries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from promptstack.core.database import Base
+from promptstack.core.pagination import Cursor, Page, PageRequest
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+
+class Repository(Generic[ModelT]):
+    model: type[ModelT]
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, id_: uuid.UUID) -> ModelT | None:
+        return await self.session.get(self.model, id_)
+
+    def add(self, entity: ModelT) -> ModelT:
+        self.session.add(entity)
+        return entity
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def page(
+        self,
+        query: Select[ModelT],
+        request: PageRequest,
+        *,
+        at: InstrumentedAttribute[datetime],
+        id_: InstrumentedAttribute[uuid.UUID],
+        newest_first: bool = False,
+    ) -> Page[ModelT]:
+        """One page of `query` in (at, id) order, starting after the request's cursor."""
+        if request.after is not None:
+            query = query.where(_after(at, id_, request.after, newest_first=newest_first))
+        order: Sequence[Any] = (at.desc(), id_.desc()) if newest_first else (at.asc(), id_.asc())
+        rows = list(
+            (await self.session.scalars(query.order_by(*order).limit(request.limit + 1))).all()
+        )
+        if len(rows) <= request.limit:
+            return Page(items=rows, next_cursor=None)
+        rows = rows[: request.limit]
+        last = rows[-1]
+        cursor = Cursor(at=getattr(last, at.key), id=getattr(last, id_.key))
+        return Page(items=rows, next_cursor=cursor.encode())
+
+
+def _after(
+    at: InstrumentedAttribute[datetime],
+    id_: InstrumentedAttribute[uuid.UUID],
+    cursor: Cursor,
+    *,
+    newest_first: bool,
+) -> Any:
+    if newest_first:
+        return or_(at < cursor.at, and_(at == cursor.at, id_ < cursor.id))
+    return or_(at > cursor.at, and_(at == cursor.at, id_ > cursor.id))
+
+
+def escape_like(text: str) -> str:
+    """A LIKE pattern that matches `text` literally anywhere."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

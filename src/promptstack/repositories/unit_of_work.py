@@ -1,0 +1,91 @@
+"""The unit of work: one transaction, the repositories that share it, and what runs after.
+
+Its exit is the one place a transaction commits. Work that must only happen once the
+data is durable (sending an email) is registered with `after_commit` and runs after
+the commit succeeds, never when it rolls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from promptstack.core.database import Database
+from promptstack.core.errors import Conflict
+from promptstack.core.logging import get_logger
+from promptstack.repositories.audit import AuditRepository
+from promptstack.repositories.auth import (
+    ActionTokenRepository,
+    LoginFailureRepository,
+    RefreshTokenRepository,
+)
+from promptstack.repositories.users import UserRepository
+
+log = get_logger(__name__)
+
+
+class UnitOfWork:
+    users: UserRepository
+    refresh_tokens: RefreshTokenRepository
+    action_tokens: ActionTokenRepository
+    login_failures: LoginFailureRepository
+    audit: AuditRepository
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._after_commit: list[Callable[[], None]] = []
+        self.users = UserRepository(session)
+        self.refresh_tokens = RefreshTokenRepository(session)
+        self.action_tokens = ActionTokenRepository(session)
+        self.login_failures = LoginFailureRepository(session)
+        self.audit = AuditRepository(session)
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        self._after_commit.append(hook)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is not None:
+                await self.session.rollback()
+                if isinstance(exc, IntegrityError):
+                    raise _conflict() from exc
+                return
+            try:
+                await self.session.commit()
+            except IntegrityError as error:
+                await self.session.rollback()
+                raise _conflict() from error
+        finally:
+            await self.session.close()
+        for hook in self._after_commit:
+            try:
+                hook()
+            except Exception:
+                log.exception("after_commit_hook_failed")
+
+
+class UnitOfWorkFactory:
+    """Opens units of work; read-only ones go to the read replica when there is one."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
+        factory = self.database.read_sessions if read_only else self.database.sessions
+        return UnitOfWork(factory())
+
+
+def _conflict() -> Conflict:
+    return Conflict("The change conflicts with data that already exists.")

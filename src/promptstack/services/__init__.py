@@ -1,0 +1,1 @@
+"""Business logic. No HTTP here: services take values, return entities, raise AppError."""

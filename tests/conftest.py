@@ -1,0 +1,165 @@
+"""Fixtures shared by the whole suite.
+
+Database tests run once on SQLite and once on PostgreSQL. Each test gets a database of
+its own state: a fresh copy of a migrated SQLite file, or the per-worker PostgreSQL
+database emptied before it starts. Without a reachable PostgreSQL those runs skip,
+except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import promptstack.models  # noqa: F401
+from promptstack.bootstrap import Container, bootstrap
+from promptstack.core.clock import FrozenClock
+from promptstack.core.database import Base
+from promptstack.core.settings import Settings
+from promptstack.main import create_app
+from promptstack.migrations.runner import upgrade
+from tests.support import Api
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _worker_database_name() -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return f"promptstack_test_{re.sub(r'[^a-z0-9_]', '_', worker.lower())}"
+
+
+async def _recreate_postgres_database(name: str) -> str:
+    connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test that needs a server this machine lacks; under CI that is a failure."""
+    if IN_CI:
+        pytest.fail(f"{reason} (required when CI=true)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    try:
+        url = asyncio.run(_recreate_postgres_database(_worker_database_name()))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN}: {exc}")
+    upgrade(Settings(database_url=url, _env_file=None))  # type: ignore[call-arg]
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    upgrade(Settings(database_url=f"sqlite+aiosqlite:///{path}", _env_file=None))  # type: ignore[call-arg]
+    return path
+
+
+async def _empty_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        asyncio.run(_empty_postgres(url))
+        return url
+    template: Path = request.getfixturevalue("sqlite_template")
+    path = tmp_path / "promptstack.db"
+    shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "environment": "test",
+        "password_hash_time_cost": 1,
+        "password_hash_memory_cost": 64,
+        "password_hash_parallelism": 1,
+        "email_backend": "maildir",
+        "maildir_path": tmp_path / "mail",
+        "log_json": False,
+        "log_level": "WARNING",
+        "database_pool_size": 5,
+        "database_max_overflow": 20,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module to change settings for its tests."""
+    return {}
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, Any]) -> Settings:
+    return make_settings(database_url, tmp_path, **settings_overrides)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime.now(UTC).replace(microsecond=0), tick=timedelta(microseconds=10))
+
+
+@pytest.fixture
+async def container(settings: Settings, clock: FrozenClock) -> AsyncIterator[Container]:
+    built = bootstrap(settings, clock=clock)
+    yield built
+    await built.aclose()
+
+
+@pytest.fixture
+async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(container=container)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient, container: Container, settings: Settings) -> Api:
+    return Api(client, container, settings)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build their settings explicitly; the developer's environment must not leak in."""
+    for name in ("DATABASE_URL", "SECRET_KEY", "ENVIRONMENT", "EMAIL_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    return

@@ -12,7 +12,7 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -162,4 +162,3 @@ def _no_leaked_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests build their settings explicitly; the developer's environment must not leak in."""
     for name in ("DATABASE_URL", "SECRET_KEY", "ENVIRONMENT", "EMAIL_BACKEND"):
         monkeypatch.delenv(name, raising=False)
-    return

@@ -93,7 +93,8 @@ class Api:
             return []
         box = mailbox.Maildir(path, create=False)
         found = []
-        for message in box:
+        for key in sorted(box.keys(), key=_delivery_order):
+            message = box[key]
             if message["To"] == address:
                 payload = message.get_payload(decode=True)
                 assert isinstance(payload, bytes)
@@ -106,3 +107,10 @@ class Api:
         match = re.search(r"token=([A-Za-z0-9_-]+)", bodies[-1])
         assert match
         return match.group(1)
+
+
+def _delivery_order(key: str) -> tuple[int, int, int]:
+    """Maildir names start `seconds.Mmicroseconds...Qcounter`; oldest first."""
+    match = re.match(r"(\d+)\.M(\d+)P\d+Q(\d+)", key)
+    assert match, key
+    return int(match[1]), int(match[2]), int(match[3])

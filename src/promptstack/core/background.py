@@ -37,12 +37,18 @@ class BackgroundTasks:
         return len(self._tasks)
 
     async def drain(self, grace: float | None = None) -> None:
-        """Wait for every task running now, cancelling what still runs after `grace` seconds."""
+        """Wait until no task is left, including tasks spawned meanwhile; after `grace`
+        seconds, cancel whatever still runs."""
+        deadline = None if grace is None else asyncio.get_running_loop().time() + grace
+        while self._tasks:
+            remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if remaining is not None and remaining <= 0:
+                break
+            await asyncio.wait(set(self._tasks), timeout=remaining)
         if not self._tasks:
             return
-        _, still_running = await asyncio.wait(set(self._tasks), timeout=grace)
+        still_running = set(self._tasks)
+        log.warning("background_tasks_cancelled", count=len(still_running))
         for task in still_running:
             task.cancel()
-        if still_running:
-            log.warning("background_tasks_cancelled", count=len(still_running))
-            await asyncio.gather(*still_running, return_exceptions=True)
+        await asyncio.gather(*still_running, return_exceptions=True)

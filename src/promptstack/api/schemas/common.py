@@ -40,9 +40,13 @@ Token = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterVa
 
 
 class Input(BaseModel):
-    """Request bodies: unknown fields are an error, and types are not coerced."""
+    """Request bodies: unknown fields are an error.
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    Numbers are never taken for strings; fields where lax parsing would surprise
+    (booleans from "yes") declare strict types themselves.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Output(BaseModel):

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StrictBool, StringConstraints, model_validator
 
 from promptstack.api.schemas.common import Input, Output, Password, clean_text
 from promptstack.models.rules import (
@@ -80,7 +80,7 @@ class PasswordChangeIn(Input):
 
 class AdminUserIn(Input):
     role: Role | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     tier: Tier | None = None
 
     @model_validator(mode="before")

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from promptstack.bootstrap import bootstrap
 from promptstack.core.errors import AppError
@@ -23,8 +25,17 @@ console = Console(stderr=True)
 def _settings() -> Settings:
     try:
         return Settings()
+    except ValidationError as exc:
+        # Named by variable and without the values given, which may be secrets; escaped,
+        # since a value quoted in a message could read as console markup.
+        for error in exc.errors(include_url=False, include_input=False):
+            variable = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            console.print(
+                f"[red]Configuration error:[/red] {escape(variable)}: {escape(error['msg'])}"
+            )
+        raise typer.Exit(2) from exc
     except ValueError as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
+        console.print(f"[red]Configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -83,7 +94,10 @@ def create_admin(
     try:
         user = asyncio.run(_create_admin(settings, email, password, name, role))
     except AppError as exc:
-        console.print(f"[red]{exc.detail}[/red]")
+        hint = ""
+        if username is None and exc.extra.get("field") == "username":
+            hint = f" ('{name}' comes from the email; choose another with --username)"
+        console.print(f"[red]{escape(exc.detail + hint)}[/red]")
         raise typer.Exit(1) from exc
     console.print(f"[green]Created {role.value} {user} .[/green]")
 

@@ -29,7 +29,6 @@ class Settings(BaseSettings):
 
     app_name: str = "Prompt Stack"
     environment: Environment = "development"
-    debug: bool = False
     api_v1_prefix: str = "/api/v1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Uuid
+from sqlalchemy import ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from promptstack.core.database import Base, UTCDateTime
+from promptstack.core.database import Base, UTCDateTime, str_enum
 
 
 class RefreshToken(Base):
@@ -48,14 +48,7 @@ class ActionToken(Base):
         Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     purpose: Mapped[TokenPurpose] = mapped_column(
-        Enum(
-            TokenPurpose,
-            name="token_purpose",
-            native_enum=False,
-            create_constraint=True,
-            length=32,
-            values_callable=lambda members: [m.value for m in members],
-        )
+        str_enum(TokenPurpose, "token_purpose", length=32)
     )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Enum, Index, Integer, String, Uuid
+from sqlalchemy import Boolean, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from promptstack.core.database import Base, UTCDateTime
+from promptstack.core.database import Base, UTCDateTime, str_enum
 
 
 class Role(StrEnum):
@@ -24,17 +24,6 @@ ROLE_RANK: dict[Role, int] = {Role.USER: 0, Role.ADMIN: 1, Role.SUPER_ADMIN: 2}
 class Tier(StrEnum):
     FREE = "free"
     PREMIUM = "premium"
-
-
-def _enum(kind: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        kind,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=16,
-        values_callable=lambda members: [m.value for m in members],
-    )
 
 
 def search_key(*parts: str | None) -> str:
@@ -54,8 +43,8 @@ class User(Base):
     full_name: Mapped[str | None] = mapped_column(String(100))
     search_key: Mapped[str] = mapped_column(String(512))
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.USER)
-    tier: Mapped[Tier] = mapped_column(_enum(Tier, "tier"), default=Tier.FREE)
+    role: Mapped[Role] = mapped_column(str_enum(Role, "role"), default=Role.USER)
+    tier: Mapped[Tier] = mapped_column(str_enum(Tier, "tier"), default=Tier.FREE)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     credits: Mapped[int] = mapped_column(Integer, default=0)

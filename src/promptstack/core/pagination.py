@@ -11,7 +11,7 @@ import binascii
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from promptstack.core.errors import ValidationFailed
@@ -38,11 +38,14 @@ class Cursor:
         try:
             padded = token + "=" * (-len(token) % 4)
             at, id_ = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+            if not isinstance(at, str) or not isinstance(id_, str):
+                raise TypeError("cursor parts must be strings")
             moment = datetime.fromisoformat(at)
             if moment.tzinfo is None:
                 raise ValueError("cursor time without zone")
-            return cls(at=moment, id=uuid.UUID(id_))
-        except (ValueError, TypeError, binascii.Error, UnicodeError) as exc:
+            # In UTC, as stored; a time near year 1 or 9999 may not survive the move.
+            return cls(at=moment.astimezone(UTC), id=uuid.UUID(id_))
+        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeError) as exc:
             raise ValidationFailed(
                 "The cursor is not one this service issued.", extra={"field": "cursor"}
             ) from exc

@@ -120,9 +120,9 @@ class TokenCodec:
         claims = self._decode(token, "access")
         try:
             return AccessClaims(
-                user_id=uuid.UUID(claims["sub"]),
-                session_version=int(claims["ver"]),
-                token_id=uuid.UUID(claims["jti"]),
+                user_id=_uuid(claims["sub"]),
+                session_version=_int(claims["ver"]),
+                token_id=_uuid(claims["jti"]),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise Unauthorized("The token is malformed.") from exc
@@ -131,9 +131,9 @@ class TokenCodec:
         claims = self._decode(token, "refresh")
         try:
             return RefreshClaims(
-                user_id=uuid.UUID(claims["sub"]),
-                family_id=uuid.UUID(claims["fam"]),
-                token_id=uuid.UUID(claims["jti"]),
+                user_id=_uuid(claims["sub"]),
+                family_id=_uuid(claims["fam"]),
+                token_id=_uuid(claims["jti"]),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise Unauthorized("The token is malformed.") from exc
@@ -160,3 +160,17 @@ class TokenCodec:
         if not isinstance(expires, int | float) or expires <= now.timestamp():
             raise Unauthorized("The token has expired.")
         return claims
+
+
+def _uuid(claim: object) -> uuid.UUID:
+    """A UUID claim, in the string form the service writes; anything else is a TypeError."""
+    if not isinstance(claim, str):
+        raise TypeError("a UUID claim must be a string")
+    return uuid.UUID(claim)
+
+
+def _int(claim: object) -> int:
+    """An integer claim, as the service writes it; not a float, text or a boolean."""
+    if isinstance(claim, bool) or not isinstance(claim, int):
+        raise TypeError("an integer claim must be an integer")
+    return claim

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
@@ -20,6 +21,13 @@ def clean_text(value: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+def one_line(value: str) -> str:
+    """Refuse line breaks and tabs as well: a name is shown on one line (emails quote it)."""
+    if any(unicodedata.category(char) in {"Cc", "Zl", "Zp"} for char in value):
+        raise ValueError("must be a single line of text")
     return value
 
 

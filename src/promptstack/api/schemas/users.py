@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, Field, StrictBool, StringConstraints, model_validator
 
-from promptstack.api.schemas.common import Input, Output, Password, clean_text
+from promptstack.api.schemas.common import Input, Output, Password, clean_text, one_line
 from promptstack.models.rules import (
     EMAIL_MAX_LENGTH,
     check_username,
@@ -25,6 +25,7 @@ FullName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=100, strip_whitespace=True),
     AfterValidator(clean_text),
+    AfterValidator(one_line),
 ]
 Provider = Literal["demo", "openai", "anthropic", "gemini", "openai_compatible"]
 

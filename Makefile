@@ -21,7 +21,7 @@ run: $(STAMP)
 
 ## Lint, type-check, check the layers, and run the whole test suite.
 test: $(STAMP) lint typecheck check-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,6 +39,11 @@ format: $(STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/promptstack migrate
+
+## Benchmark the service against a bare JWT app (needs wrk); flags via BENCH_ARGS="...".
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

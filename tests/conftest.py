@@ -12,7 +12,8 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -30,12 +32,14 @@ from promptstack.core.database import Base
 from promptstack.core.settings import Settings
 from promptstack.main import create_app
 from promptstack.migrations.runner import upgrade
+from tests.redis_server import RedisServer
 from tests.support import Api
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_DSN = os.environ.get(
     "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _worker_database_name() -> str:
@@ -128,6 +132,7 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "log_level": "WARNING",
         "database_pool_size": 5,
         "database_max_overflow": 20,
+        "rate_limit_enabled": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -172,5 +177,35 @@ def api(client: httpx.AsyncClient, container: Container, settings: Settings) -> 
 @pytest.fixture(autouse=True)
 def _no_leaked_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests build their settings explicitly; the developer's environment must not leak in."""
-    for name in ("DATABASE_URL", "SECRET_KEY", "ENVIRONMENT", "EMAIL_BACKEND"):
+    for name in ("DATABASE_URL", "SECRET_KEY", "ENVIRONMENT", "EMAIL_BACKEND", "FEATURE_FLAGS"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def shared_redis_url() -> str:
+    """The machine's Redis server; tests keep apart by a namespace of their own."""
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis is not reachable at {REDIS_TEST_URL}: {exc}")
+    finally:
+        client.close()
+    return REDIS_TEST_URL
+
+
+@pytest.fixture
+def cache_namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis server of this test's own, which it may stop and start again."""
+    try:
+        server = RedisServer(tmp_path)
+    except FileNotFoundError as exc:
+        unavailable(str(exc))
+    server.start()
+    yield server
+    server.stop()

@@ -10,17 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from promptstack.core.background import BackgroundTasks
+from promptstack.core.cache import Cache, CacheRegion, MemoryCache, RedisCache, redis_client
 from promptstack.core.clock import Clock, SystemClock
 from promptstack.core.database import Database
 from promptstack.core.email import Mailer, build_mailer
 from promptstack.core.ids import IdSource, RandomIds
+from promptstack.core.rate_limit import (
+    FailOpenLimiter,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+)
+from promptstack.core.resilience import CircuitBreaker
 from promptstack.core.security import PasswordHasher, TokenCodec
 from promptstack.core.settings import Settings
+from promptstack.models.user import UserSnapshot
 from promptstack.repositories.unit_of_work import UnitOfWorkFactory
 from promptstack.services.account_mail import AccountMail
 from promptstack.services.accounts import AccountService
 from promptstack.services.audit import AuditLog, Auditor
 from promptstack.services.auth import AuthService
+from promptstack.services.features import FeatureFlags
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +39,18 @@ class Container:
     clock: Clock
     database: Database
     background: BackgroundTasks
+    cache: Cache
+    rate_limiter: FailOpenLimiter
     tokens: TokenCodec
     auth: AuthService
     accounts: AccountService
     audit_log: AuditLog
+    features: FeatureFlags
 
     async def aclose(self) -> None:
         """Let background work finish within the grace period, then close the pools."""
         await self.background.drain(grace=self.settings.shutdown_grace_seconds)
+        await self.cache.aclose()
         await self.database.dispose()
 
 
@@ -51,7 +65,11 @@ def bootstrap(
     clock = clock or SystemClock()
     ids = ids or RandomIds()
     database = Database(settings)
-    uow = UnitOfWorkFactory(database)
+    cache, rate_limiter = _cache_and_limiter(settings)
+    users: CacheRegion[UserSnapshot] = cache.region(
+        "users", UserSnapshot, settings.cache_user_ttl_seconds
+    )
+    uow = UnitOfWorkFactory(database, user_snapshots=users)
     background = BackgroundTasks()
     hasher = PasswordHasher(settings)
     tokens = TokenCodec(settings, clock)
@@ -62,8 +80,37 @@ def bootstrap(
         clock=clock,
         database=database,
         background=background,
+        cache=cache,
+        rate_limiter=rate_limiter,
         tokens=tokens,
         auth=AuthService(settings, uow, hasher, tokens, mail, auditor, background, clock, ids),
         accounts=AccountService(uow, hasher, mail, auditor, clock, ids),
         audit_log=AuditLog(uow),
+        features=FeatureFlags(settings),
     )
+
+
+def _cache_and_limiter(settings: Settings) -> tuple[Cache, FailOpenLimiter]:
+    """In-process parts by default; Redis-backed ones, sharing one breaker, when configured.
+
+    One breaker per Redis server: when it stops answering, the cache and the limiter
+    both stop waiting for it at once, and both notice when it is back.
+    """
+    local = MemoryCache(settings.cache_local_max_entries)
+    if settings.redis_url is None:
+        limiter: RateLimiter = MemoryRateLimiter()
+        return Cache(local=local, local_ttl=settings.cache_local_ttl_seconds), FailOpenLimiter(
+            limiter
+        )
+    client = redis_client(settings.redis_url, settings.redis_timeout_seconds)
+    breaker = CircuitBreaker(
+        "redis", failure_threshold=3, recovery_timeout=settings.redis_recovery_seconds
+    )
+    cache = Cache(
+        local=local,
+        local_ttl=settings.cache_local_ttl_seconds,
+        shared=RedisCache(client),
+        breaker=breaker,
+        namespace=settings.cache_namespace,
+    )
+    return cache, FailOpenLimiter(RedisRateLimiter(client, settings.cache_namespace), breaker)

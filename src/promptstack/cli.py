@@ -30,8 +30,12 @@ def _settings() -> Settings:
         # since a value quoted in a message could read as console markup.
         for error in exc.errors(include_url=False, include_input=False):
             variable = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            # Inside a structured setting (FEATURE_FLAGS), say where: the flag and field.
+            inside = ".".join(str(part) for part in error["loc"][1:])
+            where = f" (at {inside})" if inside else ""
             console.print(
-                f"[red]Configuration error:[/red] {escape(variable)}: {escape(error['msg'])}"
+                f"[red]Configuration error:[/red] {escape(variable)}: "
+                f"{escape(error['msg'])}{escape(where)}"
             )
         raise typer.Exit(2) from exc
     except ValueError as exc:

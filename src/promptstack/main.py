@@ -6,16 +6,35 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from promptstack import __version__
-from promptstack.api.middleware import RequestContextMiddleware
+from promptstack.api.middleware import (
+    BodyLimitMiddleware,
+    RateLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+)
 from promptstack.api.problems import install_problem_handlers
-from promptstack.api.routes import admin, auth, health, users
+from promptstack.api.routes import API_V1, admin, auth, features, health, users
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.logging import configure_logging, get_logger
+from promptstack.core.rate_limit import Quota
 from promptstack.core.settings import Settings
 
 log = get_logger(__name__)
+
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+UNLIMITED_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
+AUTH_PATHS = (
+    "/auth/register",
+    "/auth/login",
+    "/auth/refresh",
+    "/auth/password-reset/request",
+    "/auth/password-reset/confirm",
+    "/auth/verify-email/request",
+)
 
 
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
@@ -27,6 +46,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("startup", environment=settings.environment, version=__version__)
+        container.cache.start()
         yield
         # The server has stopped accepting connections and finished in-flight requests
         # by now; what is left is background work and the pools.
@@ -43,9 +63,46 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     )
     app.state.container = container
     install_problem_handlers(app)
+
+    # Added innermost first: the request context wraps everything, so even a refused
+    # host or a rate-limited call carries a request id and is measured.
+    if settings.rate_limit_enabled:
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=container.rate_limiter,
+            general=Quota(settings.rate_limit_burst, settings.rate_limit_per_minute),
+            auth=Quota(settings.auth_rate_limit_per_minute, settings.auth_rate_limit_per_minute),
+            auth_paths=frozenset(API_V1 + path for path in AUTH_PATHS),
+            exempt_paths=UNLIMITED_PATHS,
+            tokens=container.tokens,
+            trusted_proxies=settings.trusted_proxy_networks,
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        hsts=settings.environment == "production",
+        docs_paths=DOCS_PATHS,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
+            max_age=600,
+        )
+    if settings.allowed_hosts != ["*"]:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=tuple(settings.allowed_hosts))
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)
-    for module in (auth, users, admin):
-        app.include_router(module.router, prefix=settings.api_v1_prefix)
+    for module in (auth, users, admin, features):
+        app.include_router(module.router)
     return app

@@ -112,7 +112,12 @@ def test_a_configuration_error_never_prints_the_secret(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("TRUSTED_PROXIES", "10.0.0.0/8,[/64]"), ("SMTP_PORT", "[/port]"), ("LOG_LEVEL", "chatty")],
+    [
+        ("TRUSTED_PROXIES", "10.0.0.0/8,[/64]"),
+        ("SMTP_PORT", "[/port]"),
+        ("LOG_LEVEL", "chatty"),
+        ("FEATURE_FLAGS", "{not json"),
+    ],
 )
 def test_a_bad_setting_is_named_in_a_clear_message(tmp_path: Path, name: str, value: str) -> None:
     result = _invoke(["migrate"], _env(_sqlite_url(tmp_path / "x.db"), tmp_path, **{name: value}))
@@ -120,6 +125,26 @@ def test_a_bad_setting_is_named_in_a_clear_message(tmp_path: Path, name: str, va
     said = _said(result)
     assert f"Configuration error: {name}:" in said
     assert isinstance(result.exception, SystemExit)  # a clean exit, not a crash
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ('{"Beta-Reports": {}}', "(at Beta-Reports.[key])"),
+        ('{"beta_reports": {"percentage": 150}}', "(at beta_reports.percentage)"),
+        ('{"beta_reports": {"roles": ["root"]}}', "(at beta_reports.roles.0)"),
+    ],
+)
+def test_a_bad_feature_flag_is_named_down_to_the_field(
+    tmp_path: Path, value: str, where: str
+) -> None:
+    path = tmp_path / "x.db"
+    result = _invoke(["migrate"], _env(_sqlite_url(path), tmp_path, FEATURE_FLAGS=value))
+    assert result.exit_code == 2, result.output
+    said = _said(result)
+    assert "Configuration error: FEATURE_FLAGS:" in said
+    assert where in said
+    assert not path.exists()
 
 
 # --- create-admin --------------------------------------------------------------------------
@@ -289,7 +314,7 @@ def test_serve_migrates_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
 
         ready = httpx.get(f"{base}/health/ready", timeout=10)
         assert ready.status_code == 200, ready.text
-        assert ready.json()["checks"]["database"] == {"status": "up"}
+        assert ready.json()["checks"]["database"]["status"] == "up"
 
         body = {"email": "served@example.com", "username": "served", "password": PASSWORD}
         registered = httpx.post(f"{base}/api/v1/auth/register", json=body, timeout=10)

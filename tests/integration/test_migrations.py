@@ -21,8 +21,12 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import promptstack.models  # noqa: F401  (registers every table on the metadata)
+from promptstack.bootstrap import bootstrap
 from promptstack.core.database import NAMING_CONVENTION, Base
 from promptstack.migrations.runner import alembic_config
+from promptstack.services.accounts import NewAccount
+from tests.conftest import make_settings
+from tests.support import PASSWORD
 
 APP_TABLES = {table.name for table in Base.metadata.sorted_tables}
 
@@ -94,6 +98,26 @@ async def test_upgrade_is_idempotent_at_head(database_url: str, engine: AsyncEng
     assert revision == _head()
     assert versions == [(_head(),)]
     assert tables == APP_TABLES | {"alembic_version"}
+
+
+async def test_accounts_from_before_beta_testing_are_not_beta_testers(
+    database_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    container = bootstrap(make_settings(database_url, tmp_path))
+    try:
+        await container.accounts.register(
+            NewAccount(email="early@example.com", username="early-bird", password=PASSWORD)
+        )
+    finally:
+        await container.aclose()
+    try:
+        await _alembic(database_url, "downgrade", "0001")
+    finally:
+        await _alembic(database_url, "upgrade", "head")
+
+    async with engine.connect() as connection:
+        rows = (await connection.execute(text("SELECT username, is_beta_tester FROM users"))).all()
+    assert [(name, bool(beta)) for name, beta in rows] == [("early-bird", False)]
 
 
 async def test_a_fresh_sqlite_file_is_created_and_migrated(tmp_path: Path) -> None:

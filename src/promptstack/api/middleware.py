@@ -13,10 +13,16 @@ import uuid
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from promptstack.api.problems import PROBLEM_MEDIA_TYPE, problem_type
+from promptstack.api.problems import PROBLEM_MEDIA_TYPE, problem_response, problem_type
+from promptstack.core.errors import AppError
 from promptstack.core.logging import get_logger
+from promptstack.core.metrics import IN_FLIGHT, RATE_LIMITED, REQUEST_DURATION, REQUESTS
+from promptstack.core.net import Network, client_address
+from promptstack.core.rate_limit import FailOpenLimiter, Quota
+from promptstack.core.security import TokenCodec
 
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
@@ -52,6 +58,7 @@ class RequestContextMiddleware:
 
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_context)
         except Exception:
@@ -60,12 +67,17 @@ class RequestContextMiddleware:
                 raise
             await self._internal_error(send_with_context, request_id)
         finally:
+            elapsed = time.perf_counter() - started
+            IN_FLIGHT.dec()
+            route = _route_template(scope)
+            REQUESTS.labels(scope["method"], route, f"{status // 100}xx").inc()
+            REQUEST_DURATION.labels(scope["method"], route).observe(elapsed)
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()
 
@@ -92,3 +104,218 @@ class RequestContextMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template (`/users/{user_id}`), never the raw path, whose
+    values would make one time series per user."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class RateLimitMiddleware:
+    """Token buckets per caller: the authenticated user, else the client address.
+
+    The user is read from the access token's signature alone (no database), so the
+    limit applies before any work is done; an invalid token counts against the address.
+    The auth endpoints share a stricter bucket per address, since they are where
+    credential stuffing and email flooding come from.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: FailOpenLimiter,
+        general: Quota,
+        auth: Quota,
+        auth_paths: frozenset[str],
+        exempt_paths: frozenset[str],
+        tokens: TokenCodec,
+        trusted_proxies: tuple[Network, ...],
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.general = general
+        self.auth = auth
+        self.auth_paths = auth_paths
+        self.exempt_paths = exempt_paths
+        self.tokens = tokens
+        self.trusted_proxies = trusted_proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        peer = scope["client"][0] if scope.get("client") else None
+        address = client_address(peer, headers.get("x-forwarded-for"), self.trusted_proxies)
+        if scope["path"] in self.auth_paths:
+            scope_name, key, quota = "auth", f"auth:{address}", self.auth
+        else:
+            scope_name, key, quota = "api", self._caller(headers, address), self.general
+        decision = await self.limiter.hit(key, quota)
+        if decision is None:
+            await self.app(scope, receive, send)
+            return
+        limit_headers = {
+            "RateLimit-Limit": str(decision.limit),
+            "RateLimit-Remaining": str(decision.remaining),
+            "RateLimit-Reset": str(decision.reset_after),
+        }
+        if not decision.allowed:
+            RATE_LIMITED.labels(scope=scope_name).inc()
+            state = scope.get("state", {})
+            response = problem_response(
+                state.get("request_id"),
+                status=429,
+                code="rate_limited",
+                title="Too many requests",
+                detail=f"Slow down: try again in {decision.retry_after} seconds.",
+                headers={**limit_headers, "Retry-After": str(decision.retry_after)},
+            )
+            await response(scope, receive, send)
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response_headers = MutableHeaders(scope=message)
+                for name, value in limit_headers.items():
+                    response_headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+    def _caller(self, headers: Headers, address: str) -> str:
+        authorization = headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and 0 < len(token) <= 4096:
+            try:
+                return f"user:{self.tokens.read_access(token.strip()).user_id}"
+            except AppError:
+                pass
+        return f"ip:{address}"
+
+
+class SecurityHeadersMiddleware:
+    """Headers that make browsers treat API answers as data, never as pages to render."""
+
+    _API = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    )
+    # The interactive docs load Swagger UI's script and styles from a CDN.
+    _DOCS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+    )
+
+    def __init__(self, app: ASGIApp, *, hsts: bool, docs_paths: frozenset[str]) -> None:
+        self.app = app
+        self.hsts = hsts
+        self.docs_paths = docs_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = self._DOCS if scope["path"] in self.docs_paths else self._API
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in extra:
+                    headers.setdefault(name.decode(), value.decode())
+                if self.hsts:
+                    headers.setdefault("strict-transport-security", "max-age=31536000")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class TrustedHostMiddleware:
+    """Answer only for the configured host names (`*.example.com` covers subdomains).
+
+    A request naming another host is a 400 problem document: it is either a
+    misconfigured proxy or an attempt to poison links built from the Host header.
+    """
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: tuple[str, ...]) -> None:
+        self.app = app
+        self.exact = frozenset(h.lower() for h in allowed_hosts if not h.startswith("*."))
+        self.suffixes = tuple(h[1:].lower() for h in allowed_hosts if h.startswith("*."))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = _host_name(Headers(scope=scope).get("host", ""))
+        if host in self.exact or (self.suffixes and host.endswith(self.suffixes)):
+            await self.app(scope, receive, send)
+            return
+        response = problem_response(
+            scope.get("state", {}).get("request_id"),
+            status=400,
+            code="invalid_host",
+            title="Invalid host",
+            detail="This service does not answer for that host name.",
+        )
+        await response(scope, receive, send)
+
+
+def _host_name(header: str) -> str:
+    """The name in a Host header, without its port; IPv6 literals keep no brackets."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over `max_bytes` with a 413 problem document.
+
+    A declared `Content-Length` over the limit is refused before anything is read; a
+    body streamed without one is counted as it arrives and cut off at the limit, so no
+    client can make the service buffer more than that.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            response = problem_response(
+                scope.get("state", {}).get("request_id"),
+                status=413 if declared.isdigit() else 400,
+                code="content_too_large" if declared.isdigit() else "bad_request",
+                title="Content too large" if declared.isdigit() else "Bad request",
+                detail=f"Request bodies are limited to {self.max_bytes} bytes."
+                if declared.isdigit()
+                else "The Content-Length header is not a number.",
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(
+                        413, f"Request bodies are limited to {self.max_bytes} bytes."
+                    )
+            return message
+
+        await self.app(scope, counted_receive, send)

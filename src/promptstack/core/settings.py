@@ -6,11 +6,22 @@ Nothing else in the code base reads the environment: every knob enters here.
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
+import uuid
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "staging", "production"]
@@ -18,6 +29,46 @@ EmailBackendName = Literal["maildir", "smtp", "console"]
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me-please-0123456789"  # noqa: S105
 MIN_SECRET_KEY_LENGTH = 32
+
+# The values of models.user.Role and Tier, spelled out because core may not import the
+# models; a unit test keeps them equal.
+RoleName = Literal["user", "admin", "super_admin"]
+TierName = Literal["free", "premium"]
+_FLAG_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+FLAG_NAME_MAX_LENGTH = 64
+
+
+def _flag_name(value: str) -> str:
+    if len(value) > FLAG_NAME_MAX_LENGTH or not _FLAG_NAME.fullmatch(value):
+        raise ValueError(
+            f"flag names are lowercase snake_case of at most {FLAG_NAME_MAX_LENGTH} "
+            "characters, like new_dashboard"
+        )
+    return value
+
+
+FlagName = Annotated[str, AfterValidator(_flag_name)]
+
+
+class FlagRule(BaseModel):
+    """Who a feature flag is on for; services/features.py evaluates it per caller.
+
+    `enabled` decides alone when given: false is off for everyone (a kill switch), true on
+    for everyone. Otherwise each other field names an audience and the flag is on for a
+    caller in ANY of them, so a rule that names none is off. `percentage` is a stable
+    rollout to that share of signed-in users; only 100 includes anonymous callers.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool | None = None
+    environments: tuple[Environment, ...] = ()
+    roles: tuple[RoleName, ...] = ()
+    tiers: tuple[TierName, ...] = ()
+    beta_testers: bool = False
+    authenticated: bool = False
+    percentage: float = Field(default=0, ge=0, le=100)
+    users: tuple[uuid.UUID, ...] = ()
 
 
 class Settings(BaseSettings):
@@ -29,7 +80,6 @@ class Settings(BaseSettings):
 
     app_name: str = "Prompt Stack"
     environment: Environment = "development"
-    api_v1_prefix: str = "/api/v1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
@@ -71,9 +121,31 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
-    @field_validator("trusted_proxies", mode="before")
+    redis_url: str | None = None
+    redis_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+    redis_recovery_seconds: float = Field(default=5.0, gt=0, le=300)
+    cache_namespace: str = Field(default="promptstack", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    cache_local_ttl_seconds: float = Field(default=5.0, gt=0, le=3600)
+    cache_local_max_entries: int = Field(default=10_000, ge=1)
+    cache_user_ttl_seconds: float = Field(default=60.0, gt=0, le=86_400)
+
+    rate_limit_enabled: bool = True
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    rate_limit_burst: int = Field(default=100, ge=1)
+    auth_rate_limit_per_minute: int = Field(default=20, ge=1)
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+    prometheus_multiproc_dir: Path | None = None
+
+    # Flag name -> rule, added to the built-in flags (services/features.py) or replacing
+    # one of the same name.
+    feature_flags: Annotated[dict[FlagName, FlagRule], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
-    def _split_proxies(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -83,6 +155,18 @@ class Settings(BaseSettings):
     def _valid_networks(cls, value: list[str]) -> list[str]:
         for network in value:
             ipaddress.ip_network(network, strict=False)
+        return value
+
+    @field_validator("feature_flags", mode="before")
+    @classmethod
+    def _parse_feature_flags(cls, value: object) -> object:
+        """Parsed here rather than by pydantic-settings, whose error for bad JSON does not
+        say which setting it was reading."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from exc
         return value
 
     @model_validator(mode="after")

@@ -2,7 +2,7 @@
 
 from promptstack.models.audit import AuditEntry
 from promptstack.models.auth import ActionToken, LoginFailure, RefreshToken, TokenPurpose
-from promptstack.models.user import ROLE_RANK, Role, Tier, User
+from promptstack.models.user import ROLE_RANK, Role, Tier, User, UserSnapshot
 
 __all__ = [
     "ROLE_RANK",
@@ -14,4 +14,5 @@ __all__ = [
     "Tier",
     "TokenPurpose",
     "User",
+    "UserSnapshot",
 ]

@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Index, Integer, String, Uuid
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Boolean, Index, Integer, String, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptstack.core.database import Base, UTCDateTime, str_enum
@@ -47,6 +48,9 @@ class User(Base):
     tier: Mapped[Tier] = mapped_column(str_enum(Tier, "tier"), default=Tier.FREE)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set by administrators; feature flags can target beta testers. The server default
+    # gives accounts that predate the column a value.
+    is_beta_tester: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     credits: Mapped[int] = mapped_column(Integer, default=0)
     preferred_provider: Mapped[str | None] = mapped_column(String(32))
     # Bumped whenever live sessions must end (password change, deactivation): access
@@ -58,3 +62,34 @@ class User(Base):
 
     def refresh_search_key(self) -> None:
         self.search_key = search_key(self.email, self.username, self.full_name)
+
+
+class UserSnapshot(BaseModel):
+    """An account as read, detached from any session: what authentication caches.
+
+    It carries everything a request needs to know about its caller and nothing secret
+    (no password hash), so it can sit in a shared cache. Work that changes an account
+    loads the live entity inside its unit of work instead.
+    """
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    username: str
+    full_name: str | None
+    role: Role
+    tier: Tier
+    is_active: bool
+    is_verified: bool
+    is_beta_tester: bool
+    credits: int
+    preferred_provider: str | None
+    session_version: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> UserSnapshot:
+        return cls.model_validate(user)

@@ -7,16 +7,21 @@ the commit succeeds, never when it rolls back.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from promptstack.core.cache import CacheRegion
 from promptstack.core.database import Database
 from promptstack.core.errors import Conflict
 from promptstack.core.logging import get_logger
+from promptstack.models.user import User, UserSnapshot
 from promptstack.repositories.audit import AuditRepository
 from promptstack.repositories.auth import (
     ActionTokenRepository,
@@ -35,10 +40,13 @@ class UnitOfWork:
     login_failures: LoginFailureRepository
     audit: AuditRepository
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(
+        self, session: AsyncSession, user_snapshots: CacheRegion[UserSnapshot] | None = None
+    ) -> None:
         self.session = session
         self._after_commit: list[Callable[[], None]] = []
-        self.users = UserRepository(session)
+        self._user_snapshots = user_snapshots
+        self.users = UserRepository(session, user_snapshots)
         self.refresh_tokens = RefreshTokenRepository(session)
         self.action_tokens = ActionTokenRepository(session)
         self.login_failures = LoginFailureRepository(session)
@@ -67,6 +75,9 @@ class UnitOfWork:
             except IntegrityError as error:
                 await self.session.rollback()
                 raise _conflict() from error
+            changed = self.session.info.pop(_CHANGED_USERS, None)
+            if changed and self._user_snapshots is not None:
+                await self._user_snapshots.invalidate(*(str(user_id) for user_id in changed))
         finally:
             await self.session.close()
         for hook in self._after_commit:
@@ -79,12 +90,31 @@ class UnitOfWork:
 class UnitOfWorkFactory:
     """Opens units of work; read-only ones go to the read replica when there is one."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(
+        self, database: Database, user_snapshots: CacheRegion[UserSnapshot] | None = None
+    ) -> None:
         self.database = database
+        self.user_snapshots = user_snapshots
 
     def __call__(self, *, read_only: bool = False) -> UnitOfWork:
         factory = self.database.read_sessions if read_only else self.database.sessions
-        return UnitOfWork(factory())
+        return UnitOfWork(factory(), self.user_snapshots)
+
+
+_CHANGED_USERS = "changed_users"
+
+
+@event.listens_for(Session, "before_flush")
+def _note_changed_users(session: Session, _context: object, _instances: object) -> None:
+    """Remember which users a flush writes, so their cached snapshots go after the commit.
+
+    Only changes made through the ORM are seen; a bulk UPDATE of users would have to
+    invalidate by itself.
+    """
+    changed: set[uuid.UUID] = session.info.setdefault(_CHANGED_USERS, set())
+    for entity in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(entity, User):
+            changed.add(entity.id)
 
 
 def _conflict() -> Conflict:

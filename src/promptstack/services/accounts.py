@@ -24,7 +24,7 @@ from promptstack.models.rules import (
     normalize_email,
     password_problem,
 )
-from promptstack.models.user import Role, Tier, User
+from promptstack.models.user import Role, Tier, User, UserSnapshot
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from promptstack.services.account_mail import AccountMail
 from promptstack.services.audit import Auditor
@@ -55,6 +55,7 @@ class AdminChanges:
     role: Role | None = None
     is_active: bool | None = None
     tier: Tier | None = None
+    is_beta_tester: bool | None = None
 
 
 class AccountService:
@@ -99,6 +100,7 @@ class AccountService:
                 tier=Tier.FREE,
                 is_active=True,
                 is_verified=False,
+                is_beta_tester=False,
                 credits=0,
                 session_version=0,
                 created_at=now,
@@ -119,7 +121,7 @@ class AccountService:
             await self.mail.verification(uow, user)
         return user
 
-    async def get(self, actor: User, user_id: uuid.UUID) -> User:
+    async def get(self, actor: UserSnapshot, user_id: uuid.UUID) -> User:
         """A user may read itself; administrators may read anyone."""
         if actor.id != user_id and actor.role is Role.USER:
             raise Forbidden("You may only read your own account.")
@@ -133,7 +135,7 @@ class AccountService:
         async with self.uow(read_only=True) as uow:
             return await uow.users.search(page, text=text, role=role)
 
-    async def update_profile(self, actor: User, changes: ProfileChanges) -> User:
+    async def update_profile(self, actor: UserSnapshot, changes: ProfileChanges) -> User:
         now = self.clock.now()
         async with self.uow() as uow:
             user = await self._live(uow, actor.id)
@@ -172,9 +174,11 @@ class AccountService:
                 )
         return user
 
-    async def change_password(self, actor: User, current: str, new: str) -> None:
+    async def change_password(self, actor: UserSnapshot, current: str, new: str) -> None:
         """Replace the password and end every session, this one included."""
-        valid, _ = await self.hasher.verify(current, actor.password_hash)
+        async with self.uow(read_only=True) as uow:
+            stored = await self._live(uow, actor.id)
+        valid, _ = await self.hasher.verify(current, stored.password_hash)
         if not valid:
             raise InvalidCredentials("The current password is not correct.")
         problem = password_problem(new, email=actor.email, username=actor.username)
@@ -190,7 +194,7 @@ class AccountService:
             await uow.refresh_tokens.revoke_all_for(user.id, now)
             self.audit.record(uow, "user.password_changed", actor_id=user.id, subject_id=user.id)
 
-    async def delete_self(self, actor: User) -> None:
+    async def delete_self(self, actor: UserSnapshot) -> None:
         """Close the account: sessions end and personal data is scrubbed; the row stays so
         that the audit log and, later, orders keep pointing at something."""
         now = self.clock.now()
@@ -209,8 +213,11 @@ class AccountService:
             await uow.refresh_tokens.revoke_all_for(user.id, now)
             self.audit.record(uow, "user.deleted", actor_id=user.id, subject_id=user.id)
 
-    async def administer(self, actor: User, user_id: uuid.UUID, changes: AdminChanges) -> User:
-        """Change another account's role, tier or active flag, within the actor's rank."""
+    async def administer(
+        self, actor: UserSnapshot, user_id: uuid.UUID, changes: AdminChanges
+    ) -> User:
+        """Change another account's role, tier, beta testing or active flag, within the
+        actor's rank."""
         if actor.id == user_id:
             raise Forbidden("Administrators cannot change their own role or status.")
         now = self.clock.now()
@@ -242,6 +249,16 @@ class AccountService:
                     after=changes.tier.value,
                 )
                 user.tier = changes.tier
+            if changes.is_beta_tester is not None and changes.is_beta_tester != user.is_beta_tester:
+                self.audit.record(
+                    uow,
+                    "user.beta_tester_changed",
+                    actor_id=actor.id,
+                    subject_id=user.id,
+                    before=user.is_beta_tester,
+                    after=changes.is_beta_tester,
+                )
+                user.is_beta_tester = changes.is_beta_tester
             if changes.is_active is not None and changes.is_active != user.is_active:
                 user.is_active = changes.is_active
                 if not changes.is_active:

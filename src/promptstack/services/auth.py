@@ -22,7 +22,7 @@ from promptstack.core.security import PasswordHasher, TokenCodec, hash_token
 from promptstack.core.settings import Settings
 from promptstack.models.auth import LoginFailure, RefreshToken, TokenPurpose
 from promptstack.models.rules import normalize_email, password_problem
-from promptstack.models.user import User
+from promptstack.models.user import User, UserSnapshot
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from promptstack.services.account_mail import AccountMail
 from promptstack.services.audit import Auditor
@@ -173,7 +173,7 @@ class AuthService:
             raise Unauthorized("This refresh token was already used; all its sessions are ended.")
         raise Unauthorized("The refresh token is no longer valid.")
 
-    async def logout(self, user: User, refresh_token: str) -> None:
+    async def logout(self, user: UserSnapshot, refresh_token: str) -> None:
         """End the session the refresh token belongs to."""
         claims = self.tokens.read_refresh(refresh_token)
         if claims.user_id != user.id:
@@ -186,11 +186,11 @@ class AuthService:
             await uow.refresh_tokens.revoke_family(stored.family_id, now)
             self.audit.record(uow, "auth.logout", actor_id=user.id, subject_id=user.id)
 
-    async def authenticate(self, access_token: str) -> User:
-        """The live account an access token speaks for."""
+    async def authenticate(self, access_token: str) -> UserSnapshot:
+        """The live account an access token speaks for (from the cache when it can be)."""
         claims = self.tokens.read_access(access_token)
         async with self.uow(read_only=True) as uow:
-            user = await uow.users.get(claims.user_id)
+            user = await uow.users.snapshot(claims.user_id)
         if (
             user is None
             or not user.is_active

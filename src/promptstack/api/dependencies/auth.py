@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from promptstack.api.dependencies.services import AuthServiceDep
 from promptstack.core.errors import Forbidden, Unauthorized
-from promptstack.models.user import Role, User
+from promptstack.models.user import Role, UserSnapshot
 
 # auto_error is off so a missing token gets our problem document, not FastAPI's default.
 bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
@@ -17,7 +17,7 @@ bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 async def get_current_user(
     token: Annotated[str | None, Depends(bearer)], auth: AuthServiceDep
-) -> User:
+) -> UserSnapshot:
     if not token:
         raise Unauthorized("Send a bearer access token in the Authorization header.")
     if len(token) > 4096:
@@ -25,13 +25,29 @@ async def get_current_user(
     return await auth.authenticate(token)
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[UserSnapshot, Depends(get_current_user)]
 
 
-async def get_admin(user: CurrentUser) -> User:
+async def get_optional_user(
+    request: Request, token: Annotated[str | None, Depends(bearer)], auth: AuthServiceDep
+) -> UserSnapshot | None:
+    """The caller's account, or None for a request without an Authorization header.
+
+    A header that is sent is held to the same checks as for `CurrentUser`: a client whose
+    token expired or was revoked must learn so (401), not be served as anonymous.
+    """
+    if "authorization" not in request.headers:
+        return None
+    return await get_current_user(token, auth)
+
+
+OptionalUser = Annotated[UserSnapshot | None, Depends(get_optional_user)]
+
+
+async def get_admin(user: CurrentUser) -> UserSnapshot:
     if user.role is Role.USER:
         raise Forbidden("This needs an administrator.")
     return user
 
 
-AdminUser = Annotated[User, Depends(get_admin)]
+AdminUser = Annotated[UserSnapshot, Depends(get_admin)]

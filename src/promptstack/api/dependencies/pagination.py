@@ -9,7 +9,7 @@ from fastapi import Depends, Query
 from promptstack.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor, PageRequest
 
 
-def get_page_request(
+async def get_page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:

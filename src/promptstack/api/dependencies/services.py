@@ -1,4 +1,8 @@
-"""The services a route may ask for, taken from the container the app was built with."""
+"""The services a route may ask for, taken from the container the app was built with.
+
+The providers are `async def` although they do no I/O: FastAPI runs a plain `def`
+dependency in a worker thread, which on every request costs more than the lookup.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ from promptstack.core.net import client_address
 from promptstack.services.accounts import AccountService
 from promptstack.services.audit import AuditLog
 from promptstack.services.auth import AuthService
+from promptstack.services.features import FeatureFlags
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
@@ -21,19 +26,23 @@ def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_auth(container: ContainerDep) -> AuthService:
+async def get_auth(container: ContainerDep) -> AuthService:
     return container.auth
 
 
-def get_accounts(container: ContainerDep) -> AccountService:
+async def get_accounts(container: ContainerDep) -> AccountService:
     return container.accounts
 
 
-def get_audit_log(container: ContainerDep) -> AuditLog:
+async def get_audit_log(container: ContainerDep) -> AuditLog:
     return container.audit_log
 
 
-def get_client_address(request: Request, container: ContainerDep) -> str:
+async def get_features(container: ContainerDep) -> FeatureFlags:
+    return container.features
+
+
+async def get_client_address(request: Request, container: ContainerDep) -> str:
     peer = request.client.host if request.client else None
     return client_address(
         peer, request.headers.get("x-forwarded-for"), container.settings.trusted_proxy_networks
@@ -43,4 +52,5 @@ def get_client_address(request: Request, container: ContainerDep) -> str:
 AuthServiceDep = Annotated[AuthService, Depends(get_auth)]
 AccountServiceDep = Annotated[AccountService, Depends(get_accounts)]
 AuditLogDep = Annotated[AuditLog, Depends(get_audit_log)]
+FeatureFlagsDep = Annotated[FeatureFlags, Depends(get_features)]
 ClientAddress = Annotated[str, Depends(get_client_address)]

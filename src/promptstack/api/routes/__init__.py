@@ -1,1 +1,3 @@
 """One module per resource."""
+
+API_V1 = "/api/v1"

@@ -11,13 +11,14 @@ from promptstack.api.dependencies.auth import AdminUser
 from promptstack.api.dependencies.pagination import PageDep
 from promptstack.api.dependencies.services import AuditLogDep
 from promptstack.api.problems import problem_responses
+from promptstack.api.routes import API_V1
 from promptstack.api.schemas.common import PageOut
 from promptstack.api.schemas.users import AuditEntryOut
 from promptstack.core.errors import Forbidden, Unauthorized, ValidationFailed
 from promptstack.core.pagination import Page
 from promptstack.models.audit import AuditEntry
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix=f"{API_V1}/admin", tags=["admin"])
 
 
 @router.get(

@@ -10,6 +10,7 @@ from pydantic import AfterValidator
 from promptstack.api.dependencies.auth import CurrentUser
 from promptstack.api.dependencies.services import AccountServiceDep, AuthServiceDep, ClientAddress
 from promptstack.api.problems import problem_responses
+from promptstack.api.routes import API_V1
 from promptstack.api.schemas.auth import EmailIn, PasswordResetIn, RefreshIn, TokenIn, TokenOut
 from promptstack.api.schemas.common import Accepted, Password, clean_text
 from promptstack.api.schemas.users import RegisterIn, UserOut
@@ -25,7 +26,7 @@ from promptstack.models.user import User
 from promptstack.services.accounts import NewAccount
 from promptstack.services.auth import TokenPair
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix=f"{API_V1}/auth", tags=["auth"])
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

@@ -1,14 +1,18 @@
-"""Liveness and readiness, for load balancers and orchestrators."""
+"""Liveness, readiness and metrics, for load balancers, orchestrators and Prometheus."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from promptstack.api.dependencies.services import ContainerDep
+from promptstack.bootstrap import Container
+from promptstack.core import metrics
 
 router = APIRouter(tags=["health"])
 
@@ -19,24 +23,83 @@ class Liveness(BaseModel):
     status: str
 
 
+class Check(BaseModel):
+    status: Literal["up", "down", "local"]
+    required: bool
+    error: str | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    timestamp: str
+    checks: dict[str, Check]
+
+
 @router.get("/health", response_model=Liveness)
 async def health() -> Liveness:
     """The process is up. No I/O, so a slow database never gets a healthy process killed."""
     return Liveness(status="ok")
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database is unreachable"}},
+)
 async def ready(container: ContainerDep) -> JSONResponse:
-    """Whether this instance can serve: 503 when the database cannot be reached."""
-    try:
-        await asyncio.wait_for(container.database.ping(), CHECK_TIMEOUT_SECONDS)
-        database = {"status": "up"}
-    except Exception as exc:  # any failure to reach it means not ready
-        database = {"status": "down", "error": type(exc).__name__}
-    healthy = database["status"] == "up"
-    body = {
-        "status": "healthy" if healthy else "unhealthy",
-        "timestamp": container.clock.now().isoformat(),
-        "checks": {"database": database},
+    """Whether this instance can serve.
+
+    The database is required (503 without it); the cache is optional: without Redis the
+    service answers from the database and reports itself `degraded`. Checks run at once,
+    each bounded by a timeout, so one hung dependency cannot hang the probe.
+    """
+    checks = await _run_checks(container)
+    if checks["database"].status != "up":
+        status: Literal["healthy", "degraded", "unhealthy"] = "unhealthy"
+    elif any(check.status == "down" for check in checks.values()):
+        status = "degraded"
+    else:
+        status = "healthy"
+    body = Readiness(status=status, timestamp=container.clock.now().isoformat(), checks=checks)
+    return JSONResponse(body.model_dump(), status_code=503 if status == "unhealthy" else 200)
+
+
+async def _run_checks(container: Container) -> dict[str, Check]:
+    probes: dict[str, tuple[bool, Callable[[], Awaitable[None]]]] = {
+        "database": (True, container.database.ping),
     }
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    if container.cache.status != "local":
+        probes["cache"] = (False, container.cache.ping)
+    results = await asyncio.gather(*(_probe(fn) for _, fn in probes.values()))
+    checks = {
+        name: Check(status="down" if error else "up", required=required, error=error)
+        for (name, (required, _)), error in zip(probes.items(), results, strict=True)
+    }
+    if "cache" not in checks:
+        checks["cache"] = Check(status="local", required=False)
+    return checks
+
+
+async def _probe(check: Callable[[], Awaitable[None]]) -> str | None:
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:  # any failure to answer means down
+        return type(exc).__name__
+    return None
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(container: ContainerDep) -> Response:
+    _observe_pools(container)
+    body, content_type = metrics.render(container.settings.prometheus_multiproc_dir)
+    return Response(body, media_type=content_type)
+
+
+def _observe_pools(container: Container) -> None:
+    for name, engine in (("primary", container.database.engine),):
+        pool = engine.sync_engine.pool
+        checked_out = getattr(pool, "checkedout", None)
+        size = getattr(pool, "checkedin", None)
+        if callable(checked_out) and callable(size):
+            metrics.DB_POOL_CHECKED_OUT.labels(pool=name).set(checked_out())
+            metrics.DB_POOL_SIZE.labels(pool=name).set(checked_out() + size())

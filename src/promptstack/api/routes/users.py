@@ -12,6 +12,7 @@ from promptstack.api.dependencies.auth import AdminUser, CurrentUser
 from promptstack.api.dependencies.pagination import PageDep
 from promptstack.api.dependencies.services import AccountServiceDep
 from promptstack.api.problems import problem_responses
+from promptstack.api.routes import API_V1
 from promptstack.api.schemas.common import PageOut, clean_text
 from promptstack.api.schemas.users import AdminUserIn, PasswordChangeIn, ProfileIn, UserOut
 from promptstack.core.errors import (
@@ -23,16 +24,18 @@ from promptstack.core.errors import (
     ValidationFailed,
 )
 from promptstack.core.pagination import Page
-from promptstack.models.user import Role, User
+from promptstack.models.user import Role, User, UserSnapshot
 from promptstack.services.accounts import AdminChanges, ProfileChanges
 
 router = APIRouter(
-    prefix="/users", tags=["users"], responses=problem_responses(Unauthorized, ValidationFailed)
+    prefix=f"{API_V1}/users",
+    tags=["users"],
+    responses=problem_responses(Unauthorized, ValidationFailed),
 )
 
 
 @router.get("/me", response_model=UserOut)
-async def read_me(user: CurrentUser) -> User:
+async def read_me(user: CurrentUser) -> UserSnapshot:
     return user
 
 
@@ -95,7 +98,9 @@ async def read_user(user_id: uuid.UUID, user: CurrentUser, accounts: AccountServ
 async def administer_user(
     user_id: uuid.UUID, body: AdminUserIn, admin: AdminUser, accounts: AccountServiceDep
 ) -> User:
-    """Change another account's role, tier or active flag (administrators only)."""
-    return await accounts.administer(
-        admin, user_id, AdminChanges(role=body.role, is_active=body.is_active, tier=body.tier)
+    """Change another account's role, tier, beta testing or active flag (administrators
+    only). Feature flags that target beta testers follow at once."""
+    changes = AdminChanges(
+        role=body.role, is_active=body.is_active, tier=body.tier, is_beta_tester=body.is_beta_tester
     )
+    return await accounts.administer(admin, user_id, changes)

@@ -39,6 +39,7 @@ class UserOut(Output):
     tier: Tier
     is_active: bool
     is_verified: bool
+    is_beta_tester: bool
     credits: int
     preferred_provider: str | None
     created_at: datetime
@@ -83,6 +84,7 @@ class AdminUserIn(Input):
     role: Role | None = None
     is_active: StrictBool | None = None
     tier: Tier | None = None
+    is_beta_tester: StrictBool | None = None
 
     @model_validator(mode="before")
     @classmethod

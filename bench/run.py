@@ -1,0 +1,978 @@
+"""Benchmark GET /api/v1/users/me against a bare FastAPI + PyJWT app, side by side.
+
+For each mode (`embedded`: SQLite in a temporary folder; `scaleout`: PostgreSQL and
+Redis) this starts the service and the bare app (`bench/bare_app.py`), each as one
+uvicorn worker pinned to the same CPU, and drives them in turn with `wrk` pinned to
+another CPU, alternating the two for several rounds. What it reports is each target's
+requests per second and latency, and the ratio service/bare per round: the share of the
+bare app's throughput that the service keeps. Both run in the same minutes on the same
+CPU, so the ratio holds up on a noisy machine far better than either rate alone.
+
+Run `python bench/run.py --help`. This is not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import jwt
+from rich.console import Console
+from rich.table import Table
+
+BENCH_DIR = Path(__file__).resolve().parent
+MODES = ("embedded", "scaleout")
+Mode = Literal["embedded", "scaleout"]
+TargetName = Literal["service", "bare"]
+
+ME_PATH = "/api/v1/users/me"
+APP_NAME = "Prompt Stack"  # the token issuer; both apps read APP_NAME from the environment
+# The service reads every setting from the environment; the servers get a clean one with
+# only these passed through from ours, so a stray DATABASE_URL or .env cannot leak in.
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV")
+# A client pinned to a core that is this busy may be the bottleneck itself.
+CLIENT_BUSY = 0.9
+READY_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 10.0
+SAFE_DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+console = Console(stderr=True)
+out = Console()
+
+
+class BenchError(Exception):
+    """A reason to stop the run, told to the user without a traceback."""
+
+
+def say(text: str, style: str | None = None) -> None:
+    """A progress line on stderr, printed as is (no console markup)."""
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class Options:
+    modes: tuple[Mode, ...]
+    rounds: int
+    duration: int
+    warmup: int
+    connections: int
+    threads: int
+    server_cpu: int
+    client_cpu: int
+    json_path: Path | None
+    postgres: str
+    database: str
+    redis_url: str
+    settings: dict[str, str]
+    profile_dir: Path | None
+    profile_format: Literal["flamegraph", "speedscope"]
+    profile_all_threads: bool
+    loadgen: Literal["wrk", "python"]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python bench/run.py",
+        description=(
+            "Benchmark GET /api/v1/users/me (service) against a bare FastAPI app that only "
+            "verifies the same JWT (bare), alternating them round by round."
+        ),
+        epilog="Needs wrk (apt-get install wrk) and taskset (util-linux). Linux only.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--mode",
+        dest="modes",
+        action="append",
+        choices=MODES,
+        help="mode to run; repeat for several (default: both)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per target")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per round")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="seconds of unrecorded load per target first"
+    )
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument(
+        "--loadgen",
+        choices=("wrk", "python"),
+        default="wrk",
+        help="the load generator: wrk, or bench/loadgen.py (asyncio streams) where wrk "
+        "cannot be installed",
+    )
+    parser.add_argument(
+        "--server-cpu", type=int, default=0, help="CPU both servers are pinned to (taskset)"
+    )
+    parser.add_argument("--client-cpu", type=int, default=1, help="CPU wrk is pinned to")
+    parser.add_argument("--json", dest="json_path", type=Path, help="write the results here")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="scaleout: an administrative connection, to create and drop the bench database",
+    )
+    parser.add_argument(
+        "--database",
+        default="promptstack_bench",
+        help="scaleout: the database to create, migrate and drop (its name must say 'bench')",
+    )
+    parser.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/15", help="scaleout: REDIS_URL"
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra service setting, e.g. --set DATABASE_POOL_SIZE=20; repeatable",
+    )
+    parser.add_argument(
+        "--profile",
+        dest="profile_dir",
+        type=Path,
+        help="after the measured rounds, run one more service round under py-spy and "
+        "write the profile into this folder (the round is not counted)",
+    )
+    parser.add_argument(
+        "--profile-format", choices=("flamegraph", "speedscope"), default="flamegraph"
+    )
+    parser.add_argument(
+        "--profile-all-threads",
+        action="store_true",
+        help="sample every thread, not only the one holding the GIL (py-spy --gil): "
+        "the idle pool threads then crowd the picture",
+    )
+    args = parser.parse_args(argv)
+
+    for name in ("rounds", "duration", "connections", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup cannot be negative")
+    if args.threads > args.connections:
+        parser.error("--threads cannot exceed --connections (wrk needs a connection each)")
+    extra: dict[str, str] = {}
+    for item in args.settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--set takes NAME=VALUE, not {item!r}")
+        extra[name.upper()] = value
+    if not SAFE_DATABASE_NAME.fullmatch(args.database) or "bench" not in args.database:
+        parser.error("--database must be a plain lowercase name containing 'bench'")
+    return Options(
+        modes=tuple(dict.fromkeys(args.modes or MODES)),
+        rounds=args.rounds,
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        threads=args.threads,
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
+        json_path=args.json_path,
+        postgres=args.postgres,
+        database=args.database,
+        redis_url=args.redis_url,
+        settings=extra,
+        profile_dir=args.profile_dir,
+        profile_format=args.profile_format,
+        profile_all_threads=args.profile_all_threads,
+        loadgen=args.loadgen,
+    )
+
+
+# --------------------------------------------------------------------------- tools
+
+
+@dataclass(frozen=True)
+class Tools:
+    wrk: str | None
+    taskset: str
+    promptstack: str
+    py_spy: str | None
+
+
+def find_tools(options: Options) -> Tools:
+    if sys.platform != "linux":
+        raise BenchError("The benchmark pins processes to CPUs with taskset: Linux only.")
+    wrk = shutil.which("wrk")
+    if wrk is None and options.loadgen == "wrk":
+        raise BenchError(
+            "wrk is not on PATH. Install it:\n"
+            "  Debian/Ubuntu: sudo apt-get install -y wrk\n"
+            "  Fedora:        sudo dnf install -y wrk\n"
+            "  Arch:          sudo pacman -S wrk\n"
+            "or, where that is impossible, use the Python load generator: --loadgen python"
+        )
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise BenchError("taskset is not on PATH: install util-linux.")
+    allowed = os.sched_getaffinity(0)
+    for cpu in (options.server_cpu, options.client_cpu):
+        if cpu not in allowed:
+            raise BenchError(f"CPU {cpu} is not available here (usable: {sorted(allowed)}).")
+    if options.server_cpu == options.client_cpu:
+        say(
+            "The servers and the load generator share one CPU: the figures will include "
+            "the load generator's own cost.",
+            "yellow",
+        )
+    promptstack = _script("promptstack")
+    if promptstack is None:
+        raise BenchError("The promptstack command is not installed: run `make bench`.")
+    py_spy = _script("py-spy")
+    if options.profile_dir is not None and py_spy is None:
+        raise BenchError(f"--profile needs py-spy: {sys.executable} -m pip install py-spy")
+    return Tools(wrk=wrk, taskset=taskset, promptstack=promptstack, py_spy=py_spy)
+
+
+def _script(name: str) -> str | None:
+    """A console script of this interpreter's environment, else one on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def wrk_version(tools: Tools) -> str | None:
+    if tools.wrk is None:
+        return None
+    done = subprocess.run(  # noqa: S603 -- our own fixed command
+        [tools.wrk, "--version"], capture_output=True, text=True, check=False, timeout=10
+    )
+    lines = (done.stdout or done.stderr).splitlines()
+    return lines[0].strip() if lines else "unknown"
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class Sample:
+    """One wrk run against one target."""
+
+    round: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    server_cpu: float  # CPU seconds of the server per second of the run (1.0: one full core)
+    client_cpu: float  # the same for wrk
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_PERCENTILE = re.compile(r"^\s*(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M)
+_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+_REQUESTS = re.compile(r"^\s*(\d+) requests in ", re.M)
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+
+
+@dataclass(frozen=True)
+class LoadFigures:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+
+
+def parse_wrk(text: str) -> LoadFigures:
+    """Requests/sec, p50 and p99 from the output of `wrk --latency`."""
+    rps = _RPS.search(text)
+    requests = _REQUESTS.search(text)
+    percentiles = {
+        m.group(1): float(m.group(2)) * _UNITS_MS[m.group(3)] for m in _PERCENTILE.finditer(text)
+    }
+    if rps is None or requests is None or not {"50", "99"} <= percentiles.keys():
+        raise BenchError(f"Could not read wrk's output (was --latency given?):\n{text}")
+    non_2xx = _NON_2XX.search(text)
+    sockets = _SOCKET.search(text)
+    return LoadFigures(
+        rps=float(rps.group(1)),
+        p50_ms=percentiles["50"],
+        p99_ms=percentiles["99"],
+        requests=int(requests.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
+    )
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all its threads, from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """One uvicorn process, pinned to a CPU, its output kept in a log file."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"{name}.log"
+        self._command = [*command, "--host", "127.0.0.1", "--port", str(self.port)]
+        self._env = env
+        self._workdir = workdir
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise BenchError(f"{self.name} is not running")
+        return self._process.pid
+
+    def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            # A session of its own: a Ctrl-C at the terminal reaches only this runner,
+            # which then stops the servers in order.
+            self._process = subprocess.Popen(  # noqa: S603 -- our own fixed command
+                self._command,
+                env=self._env,
+                cwd=self._workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, path: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        with httpx.Client(base_url=self.url, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self._process is not None and self._process.poll() is not None:
+                    raise BenchError(f"{self.name} exited on start:\n{self.log_tail()}")
+                with suppress(httpx.TransportError):
+                    if client.get(path).status_code == 200:
+                        return
+                time.sleep(0.1)
+        raise BenchError(f"{self.name} was not ready within {READY_TIMEOUT_SECONDS:.0f} s")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            say(f"{self.name} did not stop on SIGTERM; killing it.", "yellow")
+            process.kill()
+            process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def uvicorn_command(tools: Tools, cpu: int, *app: str) -> list[str]:
+    """One worker, no reload, no access log: the request path and nothing around it."""
+    return [
+        tools.taskset,
+        "--cpu-list",
+        str(cpu),
+        sys.executable,
+        "-m",
+        "uvicorn",
+        *app,
+        "--factory",
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--no-proxy-headers",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+
+
+def clean_env(settings: dict[str, str]) -> dict[str, str]:
+    env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+    return env | settings
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Target:
+    name: TargetName
+    server: Server
+    path: str
+    token: str
+
+
+def service_token(base_url: str) -> str:
+    """Register a user through the API and log in: the access token the service issued."""
+    password = secrets.token_urlsafe(18)
+    username = f"bench_{secrets.token_hex(4)}"
+    with httpx.Client(base_url=base_url, timeout=60.0) as client:
+        registered = client.post(
+            "/api/v1/auth/register",
+            json={"email": f"{username}@example.com", "username": username, "password": password},
+        )
+        if registered.status_code != 201:
+            raise BenchError(f"register answered {registered.status_code}: {registered.text}")
+        login = client.post("/api/v1/auth/login", data={"username": username, "password": password})
+        if login.status_code != 200:
+            raise BenchError(f"login answered {login.status_code}: {login.text}")
+        token: str = login.json()["access_token"]
+        return token
+
+
+def bare_token(settings: dict[str, str], lifetime: timedelta) -> str:
+    """A token with the claims the service puts in an access token, signed alike."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    claims = {
+        "type": "access",
+        "sub": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": str(uuid.uuid4()),
+        "iss": settings["APP_NAME"],
+        "ver": 0,
+    }
+    return jwt.encode(claims, settings["SECRET_KEY"], algorithm=settings["JWT_ALGORITHM"])
+
+
+def probe(target: Target) -> httpx.Response:
+    return httpx.get(
+        target.server.url + target.path,
+        headers={"Authorization": f"Bearer {target.token}"},
+        timeout=10.0,
+    )
+
+
+def check_target(target: Target) -> None:
+    """One request by hand before any load: it must be a 200, or the figures mean nothing."""
+    answer = probe(target)
+    if answer.status_code != 200:
+        raise BenchError(f"{target.name} answered {answer.status_code}: {answer.text}")
+
+
+# --------------------------------------------------------------------------- load
+
+
+def drive(
+    tools: Tools, options: Options, target: Target, seconds: int, profile: Path | None = None
+) -> tuple[LoadFigures, float, float]:
+    """One run of the load generator: its figures, the server's and the load generator's
+    CPU use per second of the run."""
+    pin = [tools.taskset, "--cpu-list", str(options.client_cpu)]
+    url = target.server.url + target.path
+    header = f"Authorization: Bearer {target.token}"
+    if options.loadgen == "wrk" and tools.wrk is not None:
+        command = [
+            *pin,
+            tools.wrk,
+            "--threads",
+            str(options.threads),
+            "--connections",
+            str(options.connections),
+            "--duration",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "--header",
+            header,
+            url,
+        ]
+    else:
+        command = [
+            *pin,
+            sys.executable,
+            str(BENCH_DIR / "loadgen.py"),
+            "--connections",
+            str(options.connections),
+            "--duration",
+            str(seconds),
+            "--header",
+            header,
+            url,
+        ]
+    spy = start_py_spy(tools, options, target, seconds, profile) if profile else None
+    server_before = _process_cpu_seconds(target.server.pid)
+    client_before = _children_cpu_seconds()
+    started = time.monotonic()
+    try:
+        done = subprocess.run(  # noqa: S603 -- our own fixed command
+            command, capture_output=True, text=True, check=False, timeout=seconds + 60
+        )
+    finally:
+        if spy is not None:
+            finish_py_spy(spy, profile)
+    elapsed = time.monotonic() - started
+    server_cpu = (_process_cpu_seconds(target.server.pid) - server_before) / elapsed
+    client_cpu = (_children_cpu_seconds() - client_before) / elapsed
+    if done.returncode != 0:
+        raise BenchError(
+            f"{options.loadgen} failed ({done.returncode}):\n{done.stderr or done.stdout}"
+        )
+    if options.loadgen == "wrk":
+        return parse_wrk(done.stdout), server_cpu, client_cpu
+    return LoadFigures(**json.loads(done.stdout)), server_cpu, client_cpu
+
+
+def start_py_spy(
+    tools: Tools, options: Options, target: Target, seconds: int, output: Path
+) -> subprocess.Popen[bytes]:
+    assert tools.py_spy is not None  # find_tools made sure
+    output.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(  # noqa: S603 -- our own fixed command
+        [
+            tools.taskset,
+            "--cpu-list",
+            str(options.client_cpu),
+            tools.py_spy,
+            "record",
+            "--pid",
+            str(target.server.pid),
+            "--duration",
+            str(seconds),
+            "--format",
+            options.profile_format,
+            "--output",
+            str(output),
+            *([] if options.profile_all_threads else ["--gil"]),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(0.5)  # let it attach before the load starts
+    return process
+
+
+def finish_py_spy(process: subprocess.Popen[bytes], output: Path | None) -> None:
+    try:
+        _, errors = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, errors = process.communicate()
+    if process.returncode == 0 and output is not None and output.exists():
+        console.print(f"Profile written to {output}")
+    else:
+        say(
+            f"py-spy failed ({process.returncode}); it needs ptrace rights "
+            f"(root, or CAP_SYS_PTRACE):\n{errors.decode(errors='replace')}",
+            "yellow",
+        )
+
+
+# --------------------------------------------------------------------------- modes
+
+
+@dataclass
+class ModeResult:
+    mode: Mode
+    settings: dict[str, str]
+    samples: dict[TargetName, list[Sample]] = field(
+        default_factory=lambda: {"service": [], "bare": []}
+    )
+    warnings: list[str] = field(default_factory=list)
+    loadavg_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    loadavg_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    profile: str | None = None
+
+    def ratios(self) -> list[float]:
+        pairs = zip(self.samples["service"], self.samples["bare"], strict=True)
+        return [s.rps / b.rps for s, b in pairs if b.rps > 0]
+
+
+def service_settings(mode: Mode, options: Options, workdir: Path) -> dict[str, str]:
+    settings = {
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "JWT_ALGORITHM": "HS256",
+        "APP_NAME": APP_NAME,
+        # A token that outlives the longest run (the default is 15 minutes).
+        "ACCESS_TOKEN_EXPIRE_MINUTES": str(24 * 60),
+        "LOG_LEVEL": "WARNING",
+        # The rate limiter stays on, since it is part of every request's cost, with limits
+        # no run reaches: every request comes from 127.0.0.1 and would soon be refused.
+        "RATE_LIMIT_PER_MINUTE": str(10**9),
+        "RATE_LIMIT_BURST": str(10**9),
+        "EMAIL_BACKEND": "maildir",
+        "MAILDIR_PATH": str(workdir / "mail"),
+    }
+    if mode == "embedded":
+        settings["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    else:
+        settings["DATABASE_URL"] = service_database_url(options)
+        settings["REDIS_URL"] = options.redis_url
+        settings["CACHE_NAMESPACE"] = options.database  # keys of their own, never flushed
+    return settings | options.settings
+
+
+def service_database_url(options: Options) -> str:
+    parts = urlsplit(options.postgres)
+    return urlunsplit(("postgresql+asyncpg", parts.netloc, f"/{options.database}", "", ""))
+
+
+async def _postgres(dsn: str, *statements: str) -> None:
+    try:
+        import asyncpg  # noqa: PLC0415 -- only the scaleout mode needs it
+    except ImportError as exc:
+        raise BenchError("The scaleout mode needs asyncpg: pip install -e '.[postgres]'") from exc
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def bench_database(options: Options) -> Iterator[None]:
+    """A fresh PostgreSQL database for the run, dropped afterwards whatever happens."""
+    name = f'"{options.database}"'  # checked against SAFE_DATABASE_NAME
+    drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    try:
+        asyncio.run(_postgres(options.postgres, drop, f"CREATE DATABASE {name}"))
+    except BenchError:
+        raise
+    except Exception as exc:  # refused, unknown role, no such database: all say the same
+        raise BenchError(f"PostgreSQL at {options.postgres} is not usable: {exc!r}") from exc
+    try:
+        yield
+    finally:
+        try:
+            asyncio.run(_postgres(options.postgres, drop))
+        except Exception as exc:  # must not hide what ended the run
+            say(f"Could not drop the database {options.database}: {exc!r}", "yellow")
+
+
+def migrate(tools: Tools, env: dict[str, str], workdir: Path) -> None:
+    done = subprocess.run(  # noqa: S603 -- our own fixed command
+        [tools.promptstack, "migrate"],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"promptstack migrate failed:\n{done.stdout}\n{done.stderr}")
+
+
+def run_mode(mode: Mode, options: Options, tools: Tools) -> ModeResult:
+    with tempfile.TemporaryDirectory(prefix=f"promptstack-bench-{mode}-") as tmp:
+        workdir = Path(tmp)
+        settings = service_settings(mode, options, workdir)
+        result = ModeResult(
+            mode=mode,
+            settings={k: v for k, v in settings.items() if k != "SECRET_KEY"},
+        )
+        if mode == "scaleout":
+            with bench_database(options):
+                _run_servers(result, settings, options, tools, workdir)
+        else:
+            _run_servers(result, settings, options, tools, workdir)
+        return result
+
+
+def _run_servers(
+    result: ModeResult,
+    settings: dict[str, str],
+    options: Options,
+    tools: Tools,
+    workdir: Path,
+) -> None:
+    env = clean_env(settings)
+    # The service is started by uvicorn itself rather than `promptstack serve`, after an
+    # explicit `promptstack migrate`: the same command for both modes and both apps, and
+    # the flags that matter here (one worker, no reload, no access log) said outright.
+    migrate(tools, env, workdir)
+    service = Server(
+        "service",
+        uvicorn_command(tools, options.server_cpu, "promptstack.main:create_app"),
+        env,
+        workdir,
+    )
+    bare = Server(
+        "bare",
+        uvicorn_command(
+            tools, options.server_cpu, "--app-dir", str(BENCH_DIR), "bare_app:create_app"
+        ),
+        env,
+        workdir,
+    )
+    try:
+        for server, ready in ((service, "/health/ready"), (bare, "/health")):
+            server.start()
+            server.wait_ready(ready)
+        targets: dict[TargetName, Target] = {
+            "service": Target("service", service, ME_PATH, service_token(service.url)),
+            "bare": Target("bare", bare, "/me", bare_token(settings, timedelta(days=1))),
+        }
+        for target in targets.values():
+            check_target(target)
+        measure(result, targets, options, tools)
+    except BenchError as exc:
+        raise BenchError(
+            f"{exc}\n--- service log ---\n{service.log_tail()}\n--- bare log ---\n{bare.log_tail()}"
+        ) from exc
+    finally:
+        for server in (service, bare):
+            server.stop()
+
+
+def measure(
+    result: ModeResult, targets: dict[TargetName, Target], options: Options, tools: Tools
+) -> None:
+    result.loadavg_before = os.getloadavg()
+    if options.warmup:
+        say(f"{result.mode}: warming up ({options.warmup} s each)")
+        for target in targets.values():
+            drive(tools, options, target, options.warmup)
+    for round_ in range(1, options.rounds + 1):
+        # ABBA order: a drift in the machine's load favours neither target.
+        order: tuple[TargetName, ...] = ("service", "bare") if round_ % 2 else ("bare", "service")
+        for name in order:
+            figures, server_cpu, client_cpu = drive(tools, options, targets[name], options.duration)
+            sample = Sample(
+                round=round_, server_cpu=server_cpu, client_cpu=client_cpu, **asdict(figures)
+            )
+            result.samples[name].append(sample)
+            say(
+                f"{result.mode} {round_}/{options.rounds} {name:7} {sample.rps:7.0f} rps "
+                f"p50 {sample.p50_ms:6.2f} p99 {sample.p99_ms:7.2f} ms "
+                f"cpu {sample.server_cpu:4.0%} client {sample.client_cpu:4.0%}"
+            )
+            note_trouble(result, targets[name], sample)
+    result.loadavg_after = os.getloadavg()
+    if options.profile_dir is not None:
+        suffix = "svg" if options.profile_format == "flamegraph" else "speedscope.json"
+        path = options.profile_dir.resolve() / f"profile-{result.mode}.{suffix}"
+        say(f"{result.mode}: profiling the service for {options.duration} s (not counted)")
+        drive(tools, options, targets["service"], options.duration, profile=path)
+        result.profile = str(path) if path.exists() else None
+
+
+def note_trouble(result: ModeResult, target: Target, sample: Sample) -> None:
+    problems = []
+    if sample.non_2xx or sample.socket_errors:
+        # The figures of such a round measure the error path; one request tells which.
+        try:
+            answer = probe(target)
+            now = f"a request now answers {answer.status_code} {answer.text[:200]}"
+        except httpx.HTTPError as exc:
+            now = f"a request now fails: {exc!r}"
+        problems.append(
+            f"{sample.non_2xx} non-2xx answers and {sample.socket_errors} socket errors ({now})"
+        )
+    if sample.client_cpu >= CLIENT_BUSY:
+        problems.append(
+            f"the load generator used {sample.client_cpu:.0%} of its CPU: it may be the bottleneck"
+        )
+    for problem in problems:
+        message = f"round {sample.round}, {target.name}: {problem}"
+        result.warnings.append(message)
+        say(f"{result.mode}: {message}", "yellow")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(result: ModeResult) -> dict[str, Any]:
+    targets: dict[str, Any] = {}
+    for name, samples in result.samples.items():
+        targets[name] = {
+            "median_rps": _median([s.rps for s in samples]),
+            "median_p50_ms": _median([s.p50_ms for s in samples]),
+            "median_p99_ms": _median([s.p99_ms for s in samples]),
+            "median_server_cpu": _median([s.server_cpu for s in samples]),
+            "median_client_cpu": _median([s.client_cpu for s in samples]),
+            "errors": sum(s.non_2xx + s.socket_errors for s in samples),
+            "rounds": [asdict(s) for s in samples],
+        }
+    ratios = result.ratios()
+    return {
+        "settings": result.settings,
+        "targets": targets,
+        "ratio_service_over_bare": {
+            "per_round": ratios,
+            "median": _median(ratios),
+            "min": min(ratios, default=float("nan")),
+            "max": max(ratios, default=float("nan")),
+        },
+        "loadavg_before": result.loadavg_before,
+        "loadavg_after": result.loadavg_after,
+        "warnings": result.warnings,
+        "profile": result.profile,
+    }
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 4 decimals, for a JSON file people read and paste."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def print_table(mode: Mode, summary: dict[str, Any], rounds: int) -> None:
+    table = Table(title=f"{mode}: GET {ME_PATH} vs bare JWT check, median of {rounds} rounds")
+    for column in ("target", "req/s", "p50 ms", "p99 ms", "server CPU", "client CPU", "errors"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for name, figures in summary["targets"].items():
+        table.add_row(
+            name,
+            f"{figures['median_rps']:.1f}",
+            f"{figures['median_p50_ms']:.2f}",
+            f"{figures['median_p99_ms']:.2f}",
+            f"{figures['median_server_cpu']:.0%}",
+            f"{figures['median_client_cpu']:.0%}",
+            str(figures["errors"]),
+        )
+    out.print(table)
+    ratio = summary["ratio_service_over_bare"]
+    out.print(
+        f"ratio service/bare (req/s, per round): median {ratio['median']:.3f}, "
+        f"min {ratio['min']:.3f}, max {ratio['max']:.3f}"
+    )
+    if summary["warnings"]:
+        out.print(f"[yellow]{len(summary['warnings'])} warning(s):[/yellow]")
+        for warning in summary["warnings"]:
+            out.print(f"  {warning}", markup=False, highlight=False)
+
+
+def git_state() -> dict[str, Any]:
+    """Which code was measured: the commit, and whether src/ had changes on top of it."""
+    git = shutil.which("git")
+    if git is None:
+        return {}
+    root = BENCH_DIR.parent
+
+    def ask(*args: str) -> str:
+        done = subprocess.run(  # noqa: S603 -- our own fixed command
+            [git, "-C", str(root), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "commit": ask("rev-parse", "HEAD") or None,
+        "src_changed": bool(ask("status", "--porcelain", "--", "src")),
+    }
+
+
+def metadata_of(options: Options, tools: Tools) -> dict[str, Any]:
+    versions = {}
+    for package in (
+        "promptstack",
+        "fastapi",
+        "uvicorn",
+        "sqlalchemy",
+        "pyjwt",
+        "uvloop",
+        "httptools",
+    ):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "git": git_state(),
+        "loadgen": options.loadgen,
+        "wrk": wrk_version(tools),
+        "versions": versions,
+        "options": {
+            "rounds": options.rounds,
+            "duration_s": options.duration,
+            "warmup_s": options.warmup,
+            "connections": options.connections,
+            "threads": options.threads,
+            "server_cpu": options.server_cpu,
+            "client_cpu": options.client_cpu,
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    # A plain `kill` of the runner unwinds like Ctrl-C, so its servers and database go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    report: dict[str, Any] = {"meta": {}, "modes": {}}
+    try:
+        tools = find_tools(options)
+        report["meta"] = metadata_of(options, tools)
+        for mode in options.modes:
+            summary = summarize(run_mode(mode, options, tools))
+            report["modes"][mode] = summary
+            print_table(mode, summary, options.rounds)
+    except BenchError as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("Interrupted; everything started has been stopped.")
+        return 130
+    finally:
+        if options.json_path is not None and report["modes"]:
+            options.json_path.write_text(json.dumps(_rounded(report), indent=2) + "\n")
+            console.print(f"Results written to {options.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

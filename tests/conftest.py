@@ -82,7 +82,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def _empty_postgres(url: str) -> None:
+async def empty_postgres(url: str) -> None:
     engine = create_async_engine(url)
     tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
     async with engine.begin() as connection:
@@ -111,7 +111,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if backend == "postgres":
         url: str = request.getfixturevalue("postgres_url")
-        asyncio.run(_empty_postgres(url))
+        asyncio.run(empty_postgres(url))
         return url
     template: Path = request.getfixturevalue("sqlite_template")
     path = tmp_path / "promptstack.db"

@@ -67,7 +67,7 @@ def bootstrap(
     database = Database(settings)
     cache, rate_limiter = _cache_and_limiter(settings)
     users: CacheRegion[UserSnapshot] = cache.region(
-        "users", UserSnapshot, settings.cache_user_ttl_seconds
+        "users", UserSnapshot, settings.cache_user_ttl_seconds, immutable=True
     )
     uow = UnitOfWorkFactory(database, user_snapshots=users)
     background = BackgroundTasks()

@@ -10,9 +10,10 @@ import json
 import re
 import time
 import uuid
+from typing import Any
 
 import structlog
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,9 +52,12 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers[REQUEST_ID_HEADER] = request_id
-                headers["x-response-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
+                elapsed = f"{(time.perf_counter() - started) * 1000:.2f}ms"
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id.encode()),
+                    (b"x-response-time", elapsed.encode()),
+                ]
             await send(message)
 
         structlog.contextvars.clear_contextvars()
@@ -70,8 +74,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             IN_FLIGHT.dec()
             route = _route_template(scope)
-            REQUESTS.labels(scope["method"], route, f"{status // 100}xx").inc()
-            REQUEST_DURATION.labels(scope["method"], route).observe(elapsed)
+            _observe(scope["method"], route, status, elapsed)
             log.info(
                 "request",
                 method=scope["method"],
@@ -104,6 +107,21 @@ class RequestContextMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _observe(method: str, route: str, status: int, elapsed: float) -> None:
+    """Count and time a request; the labelled series are looked up once, then kept."""
+    series = _SERIES.get((method, route, status))
+    if series is None:
+        series = _SERIES[(method, route, status)] = (
+            REQUESTS.labels(method, route, f"{status // 100}xx"),
+            REQUEST_DURATION.labels(method, route),
+        )
+    series[0].inc()
+    series[1].observe(elapsed)
 
 
 def _route_template(scope: Scope) -> str:
@@ -160,9 +178,9 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit_headers = {
-            "RateLimit-Limit": str(decision.limit),
-            "RateLimit-Remaining": str(decision.remaining),
-            "RateLimit-Reset": str(decision.reset_after),
+            "ratelimit-limit": str(decision.limit),
+            "ratelimit-remaining": str(decision.remaining),
+            "ratelimit-reset": str(decision.reset_after),
         }
         if not decision.allowed:
             RATE_LIMITED.labels(scope=scope_name).inc()
@@ -173,16 +191,16 @@ class RateLimitMiddleware:
                 code="rate_limited",
                 title="Too many requests",
                 detail=f"Slow down: try again in {decision.retry_after} seconds.",
-                headers={**limit_headers, "Retry-After": str(decision.retry_after)},
+                headers={**limit_headers, "retry-after": str(decision.retry_after)},
             )
             await response(scope, receive, send)
             return
 
+        raw = [(name.encode(), value.encode()) for name, value in limit_headers.items()]
+
         async def send_with_limits(message: Message) -> None:
             if message["type"] == "http.response.start":
-                response_headers = MutableHeaders(scope=message)
-                for name, value in limit_headers.items():
-                    response_headers[name] = value
+                message["headers"] = [*message.get("headers", ()), *raw]
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
@@ -217,22 +235,20 @@ class SecurityHeadersMiddleware:
 
     def __init__(self, app: ASGIApp, *, hsts: bool, docs_paths: frozenset[str]) -> None:
         self.app = app
-        self.hsts = hsts
         self.docs_paths = docs_paths
+        transport = ((b"strict-transport-security", b"max-age=31536000"),) if hsts else ()
+        self.api_headers = self._API + transport
+        self.docs_headers = self._DOCS + transport
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self._DOCS if scope["path"] in self.docs_paths else self._API
+        extra = self.docs_headers if scope["path"] in self.docs_paths else self.api_headers
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in extra:
-                    headers.setdefault(name.decode(), value.decode())
-                if self.hsts:
-                    headers.setdefault("strict-transport-security", "max-age=31536000")
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

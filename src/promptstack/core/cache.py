@@ -187,8 +187,10 @@ class Cache:
             return "down"
         return "up"
 
-    def region(self, name: str, model: type[T] | Any, ttl: float) -> CacheRegion[T]:
-        return CacheRegion(self, name, TypeAdapter(model), ttl)
+    def region(
+        self, name: str, model: type[T] | Any, ttl: float, *, immutable: bool = False
+    ) -> CacheRegion[T]:
+        return CacheRegion(self, name, TypeAdapter(model), ttl, immutable=immutable)
 
     async def get(self, key: str) -> bytes | None:
         if self.shared is None:
@@ -373,15 +375,31 @@ class Cache:
                 raise ConnectionError("Redis is unavailable")
 
 
+_DECODED_KEPT = 1024
+
+
 class CacheRegion(Generic[T]):
     """One kind of cached value: its key space, its type and its time-to-live."""
 
-    def __init__(self, cache: Cache, name: str, adapter: TypeAdapter[T], ttl: float) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        name: str,
+        adapter: TypeAdapter[T],
+        ttl: float,
+        *,
+        immutable: bool = False,
+    ) -> None:
         self.cache = cache
         self.name = name
         self.adapter = adapter
         self.ttl = ttl
         self.prefix = f"{cache.namespace}:{name}:"
+        # For frozen values, the same bytes decode to one shared object instead of being
+        # parsed again on every hit; mutable values are always decoded afresh.
+        self._decoded: OrderedDict[bytes, T] | None = OrderedDict() if immutable else None
+        self._hits = CACHE_REQUESTS.labels(cache=name, result="hit")
+        self._misses = CACHE_REQUESTS.labels(cache=name, result="miss")
 
     def key(self, part: str) -> str:
         return self.prefix + part
@@ -389,16 +407,26 @@ class CacheRegion(Generic[T]):
     async def get(self, part: str) -> T | None:
         raw = await self.cache.get(self.key(part))
         if raw is not None:
-            try:
-                value = self.adapter.validate_json(raw)
-            except ValidationError:
-                # Written by another version of the code: treat as a miss and replace it.
-                value = None
-            else:
-                CACHE_REQUESTS.labels(cache=self.name, result="hit").inc()
+            value = self._decode(raw)
+            if value is not None:
+                self._hits.inc()
                 return value
-        CACHE_REQUESTS.labels(cache=self.name, result="miss").inc()
+        self._misses.inc()
         return None
+
+    def _decode(self, raw: bytes) -> T | None:
+        if self._decoded is not None and (known := self._decoded.get(raw)) is not None:
+            return known
+        try:
+            value = self.adapter.validate_json(raw)
+        except ValidationError:
+            # Written by another version of the code: a miss, replaced by the next load.
+            return None
+        if self._decoded is not None:
+            self._decoded[raw] = value
+            if len(self._decoded) > _DECODED_KEPT:
+                self._decoded.popitem(last=False)
+        return value
 
     async def set(self, part: str, value: T) -> None:
         await self.cache.set(self.key(part), self.adapter.dump_json(value), self.ttl)

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import secrets
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -19,6 +20,8 @@ from promptstack.core.errors import Unauthorized
 from promptstack.core.settings import Settings
 
 TokenType = Literal["access", "refresh"]
+
+_VERIFIED_TOKENS_KEPT = 10_000
 
 
 class PasswordHasher:
@@ -92,6 +95,7 @@ class TokenCodec:
         self.access_lifetime = timedelta(minutes=settings.access_token_expire_minutes)
         self.refresh_lifetime = timedelta(days=settings.refresh_token_expire_days)
         self._clock = clock
+        self._verified: OrderedDict[str, tuple[AccessClaims, float]] = OrderedDict()
 
     def issue_access(self, user_id: uuid.UUID, session_version: int) -> IssuedToken:
         return self._issue("access", user_id, self.access_lifetime, {"ver": session_version})
@@ -117,15 +121,34 @@ class TokenCodec:
         return IssuedToken(token=token, token_id=token_id, issued_at=now, expires_at=now + lifetime)
 
     def read_access(self, token: str) -> AccessClaims:
-        claims = self._decode(token, "access")
+        """The claims of a valid access token.
+
+        Every request presents one, and a client presents the same one many times, so
+        tokens that verified are remembered (bounded, never past their expiry): checking
+        a signature and parsing JSON again would give the same answer, slower. Only
+        successes are kept; whether the session is still live is decided by the caller
+        against the account, on every request.
+        """
+        known = self._verified.get(token)
+        if known is not None:
+            claims, expires = known
+            if expires > self._clock.now().timestamp():
+                return claims
+            del self._verified[token]
+            raise Unauthorized("The token has expired.")
+        decoded = self._decode(token, "access")
         try:
-            return AccessClaims(
-                user_id=_uuid(claims["sub"]),
-                session_version=_int(claims["ver"]),
-                token_id=_uuid(claims["jti"]),
+            claims = AccessClaims(
+                user_id=_uuid(decoded["sub"]),
+                session_version=_int(decoded["ver"]),
+                token_id=_uuid(decoded["jti"]),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise Unauthorized("The token is malformed.") from exc
+        self._verified[token] = (claims, float(decoded["exp"]))
+        if len(self._verified) > _VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return claims
 
     def read_refresh(self, token: str) -> RefreshClaims:
         claims = self._decode(token, "refresh")

@@ -46,7 +46,7 @@ class UnitOfWork:
         self.session = session
         self._after_commit: list[Callable[[], None]] = []
         self._user_snapshots = user_snapshots
-        self.users = UserRepository(session, user_snapshots)
+        self.users = UserRepository(session)
         self.refresh_tokens = RefreshTokenRepository(session)
         self.action_tokens = ActionTokenRepository(session)
         self.login_failures = LoginFailureRepository(session)
@@ -88,7 +88,12 @@ class UnitOfWork:
 
 
 class UnitOfWorkFactory:
-    """Opens units of work; read-only ones go to the read replica when there is one."""
+    """Opens units of work; read-only ones go to the read replica when there is one.
+
+    It also serves users cache-aside (`user_snapshot`), since authentication reads the
+    caller on every request: a hit opens no session and costs no query, and every unit
+    of work drops the snapshots of the users it changed once it commits.
+    """
 
     def __init__(
         self, database: Database, user_snapshots: CacheRegion[UserSnapshot] | None = None
@@ -99,6 +104,18 @@ class UnitOfWorkFactory:
     def __call__(self, *, read_only: bool = False) -> UnitOfWork:
         factory = self.database.read_sessions if read_only else self.database.sessions
         return UnitOfWork(factory(), self.user_snapshots)
+
+    async def user_snapshot(self, user_id: uuid.UUID) -> UserSnapshot | None:
+        """A user as authentication needs it: from the cache, opening a session only on a
+        miss (this runs on every request)."""
+
+        async def load() -> UserSnapshot | None:
+            async with self(read_only=True) as uow:
+                return await uow.users.snapshot(user_id)
+
+        if self.user_snapshots is None:
+            return await load()
+        return await self.user_snapshots.get_or_load(str(user_id), load)
 
 
 _CHANGED_USERS = "changed_users"

@@ -5,38 +5,18 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from promptstack.core.cache import CacheRegion
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.models.user import Role, User, UserSnapshot
 from promptstack.repositories.base import Repository, escape_like
 
 
 class UserRepository(Repository[User]):
-    """Users from the database, and their snapshots through the cache when one is given.
-
-    Authentication reads the caller on every request, so `snapshot` is cache-aside: a
-    hit costs no query. The unit of work drops a user's snapshot after every commit
-    that changed the user.
-    """
-
     model = User
 
-    def __init__(
-        self, session: AsyncSession, snapshots: CacheRegion[UserSnapshot] | None = None
-    ) -> None:
-        super().__init__(session)
-        self.snapshots = snapshots
-
     async def snapshot(self, user_id: uuid.UUID) -> UserSnapshot | None:
-        async def load() -> UserSnapshot | None:
-            user = await self.get(user_id)
-            return UserSnapshot.of(user) if user is not None else None
-
-        if self.snapshots is None:
-            return await load()
-        return await self.snapshots.get_or_load(str(user_id), load)
+        user = await self.get(user_id)
+        return UserSnapshot.of(user) if user is not None else None
 
     async def by_login(self, identifier: str) -> User | None:
         """The user whose email or username is `identifier`, case-insensitively."""

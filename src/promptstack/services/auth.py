@@ -189,8 +189,7 @@ class AuthService:
     async def authenticate(self, access_token: str) -> UserSnapshot:
         """The live account an access token speaks for (from the cache when it can be)."""
         claims = self.tokens.read_access(access_token)
-        async with self.uow(read_only=True) as uow:
-            user = await uow.users.snapshot(claims.user_id)
+        user = await self.uow.user_snapshot(claims.user_id)
         if (
             user is None
             or not user.is_active

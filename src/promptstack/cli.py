@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -55,6 +58,8 @@ def serve(
     if settings.is_sqlite:
         with console.status("Migrating the embedded database"):
             upgrade(settings)
+    if workers > 1:
+        _share_metrics_between_workers(settings.prometheus_multiproc_dir)
     console.print(f"Serving on http://{host}:{port} (API docs at http://{host}:{port}/docs)")
     uvicorn.run(
         "promptstack.main:create_app",
@@ -117,3 +122,17 @@ async def _create_admin(
         return f"{user.username} <{user.email}>"
     finally:
         await container.aclose()
+
+
+def _share_metrics_between_workers(folder: Path | None) -> None:
+    """Give the worker processes one folder for their metrics, emptied of a previous run.
+
+    prometheus-client reads the folder from the environment when a worker starts, which
+    is why it is passed that way rather than through Settings.
+    """
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="promptstack-metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)

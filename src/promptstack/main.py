@@ -22,6 +22,7 @@ from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.logging import configure_logging, get_logger
 from promptstack.core.rate_limit import Quota
 from promptstack.core.settings import Settings
+from promptstack.core.tracing import tracer_provider
 
 log = get_logger(__name__)
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     container = container or bootstrap(settings)
     settings = container.settings
     configure_logging(settings.log_level, json=settings.log_json)
+    tracing = tracer_provider(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         # by now; what is left is background work and the pools.
         log.info("shutdown", pending_background_tasks=container.background.pending)
         await container.aclose()
+        if tracing is not None:
+            tracing.shutdown()
 
     app = FastAPI(
         title=settings.app_name,
@@ -60,8 +64,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url="/redoc",
+        # FastAPI traces requests natively when given a provider; without one, nothing.
+        telemetry={"tracer_provider": tracing, "metrics": False, "logs": False}
+        if tracing is not None
+        else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = container
+    app.state.tracer_provider = tracing
     install_problem_handlers(app)
 
     # Added innermost first: the request context wraps everything, so even a refused

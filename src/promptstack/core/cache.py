@@ -35,7 +35,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from promptstack.core.logging import get_logger
+from promptstack.core.logging import Throttle, get_logger
 from promptstack.core.metrics import CACHE_ERRORS, CACHE_REQUESTS
 from promptstack.core.resilience import CircuitBreaker, CircuitOpen
 
@@ -169,9 +169,7 @@ class Cache:
         self.namespace = namespace
         self.channel = f"{namespace}:cache:invalidate"
         self.origin = uuid.uuid4().hex
-        self._clock = clock
-        self._error_log_interval = error_log_interval
-        self._last_error_log = -error_log_interval
+        self._failure_log = Throttle(error_log_interval, clock)
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._pending_deletes: set[str] = set()
         self._pending_prefixes: set[str] = set()
@@ -289,9 +287,7 @@ class Cache:
         log.info("cache_recovered", replayed_deletes=len(deletes), replayed_prefixes=len(prefixes))
 
     def _log_failure(self, exc: BaseException) -> None:
-        now = self._clock()
-        if now - self._last_error_log >= self._error_log_interval:
-            self._last_error_log = now
+        if self._failure_log.ready():
             log.warning("cache_unavailable", error=repr(exc))
 
     async def _announce(self, message: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 
 import structlog
 from structlog.types import Processor
@@ -54,3 +56,23 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+class Throttle:
+    """Says yes at most once per `interval` seconds.
+
+    An outage fails every request; one warning per interval tells the operator as much
+    as ten thousand would, and metrics count the rest.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last = -interval
+
+    def ready(self) -> bool:
+        now = self._clock()
+        if now - self._last < self.interval:
+            return False
+        self._last = now
+        return True

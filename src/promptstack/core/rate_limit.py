@@ -17,7 +17,7 @@ from typing import Protocol
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from promptstack.core.logging import get_logger
+from promptstack.core.logging import Throttle, get_logger
 from promptstack.core.metrics import RATE_LIMIT_ERRORS
 from promptstack.core.resilience import CircuitBreaker, CircuitOpen
 
@@ -141,9 +141,7 @@ class FailOpenLimiter:
     ) -> None:
         self.inner = inner
         self.breaker = breaker
-        self._clock = clock
-        self._error_log_interval = error_log_interval
-        self._last_error_log = -error_log_interval
+        self._failure_log = Throttle(error_log_interval, clock)
 
     async def hit(self, key: str, quota: Quota) -> Decision | None:
         async def check() -> Decision:
@@ -156,8 +154,6 @@ class FailOpenLimiter:
             return None
         except (RedisError, OSError, TimeoutError) as exc:
             RATE_LIMIT_ERRORS.inc()
-            now = self._clock()
-            if now - self._last_error_log >= self._error_log_interval:
-                self._last_error_log = now
+            if self._failure_log.ready():
                 log.warning("rate_limit_unavailable", error=repr(exc))
             return None

@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
     prometheus_multiproc_dir: Path | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "promptstack"
 
     # Flag name -> rule, added to the built-in flags (services/features.py) or replacing
     # one of the same name.

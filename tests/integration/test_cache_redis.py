@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import pytest
 from pydantic import BaseModel
 
+from promptstack.core import cache as cache_module
 from promptstack.core.cache import Cache, MemoryCache, RedisCache, redis_client
 from promptstack.core.metrics import CACHE_ERRORS
 from promptstack.core.resilience import CircuitBreaker
@@ -163,3 +165,27 @@ async def test_an_unreachable_redis_never_raises(cache_namespace: str) -> None:
             await docs.invalidate("1")
             await docs.invalidate_all()
         assert cache.status == "down"
+
+
+async def test_too_many_failed_deletes_clear_the_namespace_on_recovery(
+    redis_server: RedisServer, cache_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "_PENDING_DELETES_KEPT", 3)
+    clock = FakeClock()
+    async with process_cache(redis_server.url, cache_namespace, clock) as cache:
+        docs = cache.region("docs", Doc, 60)
+        for n in range(5):
+            await docs.set(str(n), Doc(title=str(n)))
+        redis_server.stop()
+        for n in range(5):
+            await docs.invalidate(str(n))
+        redis_server.start()  # a fresh server: give it the old values back
+        async with process_cache(redis_server.url, cache_namespace) as other:
+            for n in range(5):
+                await other.region("docs", Doc, 60).set(str(n), Doc(title="stale"))
+            await other.region("notes", Doc, 60).set("x", Doc(title="also dropped"))
+        clock.now += 5.0
+        await cache.ping()
+        assert all([await docs.get(str(n)) is None for n in range(5)])
+        # Past the limit it forgot keys and dropped the whole namespace instead.
+        assert await cache.region("notes", Doc, 60).get("x") is None

@@ -146,3 +146,21 @@ async def test_cached_results_can_be_invalidated() -> None:
     await invalidate_cached(scores.cache, Scores.best)
     await scores.best("ada")
     assert scores.computed == 2
+
+
+async def test_a_cancelled_load_cancels_its_followers_and_is_not_cached() -> None:
+    region = local_cache().region("profiles", Profile, ttl=60)
+    gate = asyncio.Event()
+
+    async def load() -> Profile:
+        await gate.wait()
+        return Profile(name="never", score=0)
+
+    leader = asyncio.create_task(region.get_or_load("1", load))
+    await asyncio.sleep(0)
+    follower = asyncio.create_task(region.get_or_load("1", load))
+    await asyncio.sleep(0)
+    leader.cancel()
+    results = await asyncio.gather(leader, follower, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    assert await region.get("1") is None

@@ -45,6 +45,9 @@ log = get_logger(__name__)
 
 CacheStatus = Literal["up", "down", "local"]
 
+# Deletions that failed during an outage and are replayed when Redis is back.
+_PENDING_DELETES_KEPT = 10_000
+
 
 class CacheBackend(Protocol):
     async def get(self, key: str) -> bytes | None: ...
@@ -217,8 +220,12 @@ class Cache:
         done = await self._shared(lambda shared: shared.delete(list(keys)), ok=True)
         if done:
             await self._announce({"keys": list(keys)})
-        else:
+        elif len(self._pending_deletes) < _PENDING_DELETES_KEPT:
             self._pending_deletes.update(keys)
+        else:
+            # Too much to remember key by key: drop the whole namespace on recovery.
+            self._pending_deletes.clear()
+            self._pending_prefixes.add(f"{self.namespace}:")
 
     async def delete_prefix(self, prefix: str) -> None:
         await self.local.delete_prefix(prefix)
@@ -239,6 +246,9 @@ class Cache:
         self._inflight[key] = future
         try:
             result = await load()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: followers re-raise it themselves

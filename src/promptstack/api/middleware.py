@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 import structlog
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,7 +39,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
-        offered = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        offered = header(scope, b"x-request-id") or ""
         request_id = offered if _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
@@ -124,6 +123,19 @@ def _observe(method: str, route: str, status: int, elapsed: float) -> None:
     series[1].observe(elapsed)
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """One request header (`name` in lower case), read from the raw pairs.
+
+    The middlewares each need one or two headers on every request; building a parsed
+    `Headers` for each would decode every header several times over.
+    """
+    for key, value in scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
+
+
 def _route_template(scope: Scope) -> str:
     """The matched route's template (`/users/{user_id}`), never the raw path, whose
     values would make one time series per user."""
@@ -166,13 +178,14 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
         peer = scope["client"][0] if scope.get("client") else None
-        address = client_address(peer, headers.get("x-forwarded-for"), self.trusted_proxies)
+        forwarded = header(scope, b"x-forwarded-for")
+        address = client_address(peer, forwarded, self.trusted_proxies)
         if scope["path"] in self.auth_paths:
             scope_name, key, quota = "auth", f"auth:{address}", self.auth
         else:
-            scope_name, key, quota = "api", self._caller(headers, address), self.general
+            authorization = header(scope, b"authorization") or ""
+            scope_name, key, quota = "api", self._caller(authorization, address), self.general
         decision = await self.limiter.hit(key, quota)
         if decision is None:
             await self.app(scope, receive, send)
@@ -205,8 +218,7 @@ class RateLimitMiddleware:
 
         await self.app(scope, receive, send_with_limits)
 
-    def _caller(self, headers: Headers, address: str) -> str:
-        authorization = headers.get("authorization", "")
+    def _caller(self, authorization: str, address: str) -> str:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and 0 < len(token) <= 4096:
             try:
@@ -270,7 +282,7 @@ class TrustedHostMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        host = _host_name(Headers(scope=scope).get("host", ""))
+        host = _host_name(header(scope, b"host") or "")
         if host in self.exact or (self.suffixes and host.endswith(self.suffixes)):
             await self.app(scope, receive, send)
             return
@@ -308,7 +320,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             response = problem_response(
                 scope.get("state", {}).get("request_id"),

@@ -49,16 +49,6 @@ CacheStatus = Literal["up", "down", "local"]
 _PENDING_DELETES_KEPT = 10_000
 
 
-class CacheBackend(Protocol):
-    async def get(self, key: str) -> bytes | None: ...
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None: ...
-
-    async def delete(self, keys: list[str]) -> None: ...
-
-    async def delete_prefix(self, prefix: str) -> None: ...
-
-
 class MemoryCache:
     """A bounded, expiring in-process store: least recently used entries go first."""
 

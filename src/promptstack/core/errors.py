@@ -28,10 +28,6 @@ class AppError(Exception):
         super().__init__(self.detail)
 
 
-class BadRequest(AppError):
-    pass
-
-
 class InvalidToken(AppError):
     code = "invalid_token"
     title = "The token is invalid or has expired"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import NewType, Protocol
-
-UserId = NewType("UserId", uuid.UUID)
+from typing import Protocol
 
 
 class IdSource(Protocol):

@@ -33,18 +33,6 @@ class RefreshTokenRepository(Repository[RefreshToken]):
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def revoke(self, token_id: uuid.UUID, token_hash: str, now: datetime) -> bool:
-        result = await self.session.execute(
-            update(RefreshToken)
-            .where(
-                RefreshToken.id == token_id,
-                RefreshToken.token_hash == token_hash,
-                RefreshToken.revoked_at.is_(None),
-            )
-            .values(revoked_at=now)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
     async def revoke_family(self, family_id: uuid.UUID, now: datetime) -> None:
         await self.session.execute(
             update(RefreshToken)

@@ -96,10 +96,9 @@ async def prometheus_metrics(container: ContainerDep) -> Response:
 
 
 def _observe_pools(container: Container) -> None:
-    for name, engine in (("primary", container.database.engine),):
-        pool = engine.sync_engine.pool
-        checked_out = getattr(pool, "checkedout", None)
-        size = getattr(pool, "checkedin", None)
-        if callable(checked_out) and callable(size):
-            metrics.DB_POOL_CHECKED_OUT.labels(pool=name).set(checked_out())
-            metrics.DB_POOL_SIZE.labels(pool=name).set(checked_out() + size())
+    pool = container.database.engine.sync_engine.pool
+    checked_out = getattr(pool, "checkedout", None)
+    checked_in = getattr(pool, "checkedin", None)
+    if callable(checked_out) and callable(checked_in):
+        metrics.DB_POOL_CHECKED_OUT.labels(pool="primary").set(checked_out())
+        metrics.DB_POOL_SIZE.labels(pool="primary").set(checked_out() + checked_in())

@@ -17,11 +17,7 @@ def clean_text(value: str) -> str:
     """Refuse text no database column should hold: NUL, control characters, lone surrogates."""
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode text") from exc
-    return value
+    return _valid_unicode(value)
 
 
 def one_line(value: str) -> str:
@@ -31,14 +27,20 @@ def one_line(value: str) -> str:
     return value
 
 
-def _no_surrogates(value: str) -> str:
+def _valid_unicode(value: str) -> str:
+    """Lone surrogates parse from JSON escapes but no database (or UTF-8) can store them."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+def _no_surrogates(value: str) -> str:
+    """A secret may hold any character a database never sees, except NUL and surrogates."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
-    return value
+    return _valid_unicode(value)
 
 
 Password = Annotated[

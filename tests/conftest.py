@@ -177,7 +177,15 @@ def api(client: httpx.AsyncClient, container: Container, settings: Settings) -> 
 @pytest.fixture(autouse=True)
 def _no_leaked_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests build their settings explicitly; the developer's environment must not leak in."""
-    for name in ("DATABASE_URL", "SECRET_KEY", "ENVIRONMENT", "EMAIL_BACKEND", "FEATURE_FLAGS"):
+    for name in (
+        "DATABASE_URL",
+        "SECRET_KEY",
+        "ENVIRONMENT",
+        "EMAIL_BACKEND",
+        "FEATURE_FLAGS",
+        "AMQP_URL",
+        "CELERY_BROKER_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

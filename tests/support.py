@@ -86,7 +86,9 @@ class Api:
         return await self.login(Account(str(user.id), user.email, user.username, PASSWORD))
 
     async def mails_to(self, address: str) -> list[str]:
-        """Bodies of the emails delivered to `address`, once background sending is done."""
+        """Bodies of the emails delivered to `address`, once the events that send them
+        have been relayed to their consumers."""
+        await self.container.relay.drain()
         await self.container.background.drain()
         path = self.settings.maildir_path
         if not path.exists():

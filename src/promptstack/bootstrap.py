@@ -1,7 +1,7 @@
 """The composition root: the one place that builds every service from `Settings`.
 
-The API, the CLI and (later) the worker and the relay all start here, so no entry point
-has wiring of its own. Tests pass their own clock, id source or mailer instead of
+The API, the CLI, the worker and the relay all start here, so no entry point has
+wiring of its own. Tests pass their own clock, id source or mailer instead of
 patching modules.
 """
 
@@ -24,6 +24,13 @@ from promptstack.core.rate_limit import (
 from promptstack.core.resilience import CircuitBreaker
 from promptstack.core.security import PasswordHasher, TokenCodec
 from promptstack.core.settings import Settings
+from promptstack.events.bus import Publisher
+from promptstack.events.consumers import Consumers
+from promptstack.events.delivery import Delivery
+from promptstack.events.handlers import accounts as account_handlers
+from promptstack.events.inprocess import InProcessBus
+from promptstack.events.rabbitmq import RabbitConsumers, RabbitPublisher
+from promptstack.events.relay import Relay
 from promptstack.models.user import UserSnapshot
 from promptstack.repositories.unit_of_work import UnitOfWorkFactory
 from promptstack.services.account_mail import AccountMail
@@ -46,10 +53,28 @@ class Container:
     accounts: AccountService
     audit_log: AuditLog
     features: FeatureFlags
+    uow: UnitOfWorkFactory
+    consumers: Consumers
+    delivery: Delivery
+    publisher: Publisher
+    relay: Relay
+    broker_consumers: RabbitConsumers | None
+
+    async def start_events(self) -> None:
+        """Relay the outbox, and consume from the broker when there is one."""
+        if self.broker_consumers is not None:
+            await self.broker_consumers.start()
+        self.relay.start()
 
     async def aclose(self) -> None:
-        """Let background work finish within the grace period, then close the pools."""
-        await self.background.drain(grace=self.settings.shutdown_grace_seconds)
+        """Stop consuming, flush the outbox and let background work finish within the
+        grace period, then close the connections and pools."""
+        grace = self.settings.shutdown_grace_seconds
+        if self.broker_consumers is not None:
+            await self.broker_consumers.stop()
+        await self.relay.stop(grace)
+        await self.publisher.aclose()
+        await self.background.drain(grace=grace)
         await self.cache.aclose()
         await self.database.dispose()
 
@@ -69,12 +94,26 @@ def bootstrap(
     users: CacheRegion[UserSnapshot] = cache.region(
         "users", UserSnapshot, settings.cache_user_ttl_seconds, immutable=True
     )
-    uow = UnitOfWorkFactory(database, user_snapshots=users)
+    uow = UnitOfWorkFactory(database, user_snapshots=users, clock=clock, ids=ids)
     background = BackgroundTasks()
     hasher = PasswordHasher(settings)
     tokens = TokenCodec(settings, clock)
     auditor = Auditor(clock, ids)
-    mail = AccountMail(settings, mailer or build_mailer(settings), background, clock, ids)
+    mail = AccountMail(settings, mailer or build_mailer(settings), clock, ids)
+    auth = AuthService(settings, uow, hasher, tokens, mail, auditor, clock, ids)
+
+    consumers = Consumers()
+    account_handlers.register(consumers, auth)
+    delivery = Delivery(uow, clock)
+    publisher: Publisher
+    broker_consumers = None
+    if settings.amqp_url is None:
+        publisher = InProcessBus(consumers, delivery)
+    else:
+        publisher = RabbitPublisher(settings)
+        broker_consumers = RabbitConsumers(settings, consumers, delivery)
+    relay = Relay(settings, database, publisher, clock)
+    uow.on_events(relay.wake)
     return Container(
         settings=settings,
         clock=clock,
@@ -83,10 +122,16 @@ def bootstrap(
         cache=cache,
         rate_limiter=rate_limiter,
         tokens=tokens,
-        auth=AuthService(settings, uow, hasher, tokens, mail, auditor, background, clock, ids),
-        accounts=AccountService(uow, hasher, mail, auditor, clock, ids),
+        auth=auth,
+        accounts=AccountService(uow, hasher, auditor, clock, ids),
         audit_log=AuditLog(uow),
         features=FeatureFlags(settings),
+        uow=uow,
+        consumers=consumers,
+        delivery=delivery,
+        publisher=publisher,
+        relay=relay,
+        broker_consumers=broker_consumers,
     )
 
 

@@ -49,6 +49,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("startup", environment=settings.environment, version=__version__)
         container.cache.start()
+        if settings.relays_in_process:
+            await container.start_events()
         yield
         # The server has stopped accepting connections and finished in-flight requests
         # by now; what is left is background work and the pools.

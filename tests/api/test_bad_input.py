@@ -64,7 +64,7 @@ class Scene:
 
 
 async def mail_count(api: Api) -> int:
-    await api.container.background.drain()
+    await api.container.relay.drain()
     path = api.settings.maildir_path
     return len(mailbox.Maildir(path, create=False)) if path.exists() else 0
 

@@ -79,6 +79,47 @@ CIRCUIT_TRANSITIONS = Counter(
     ["breaker", "state"],
 )
 
+OUTBOX_PENDING = Gauge(
+    "promptstack_outbox_pending_events",
+    "Events recorded and not yet published.",
+    multiprocess_mode="max",
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "promptstack_outbox_oldest_pending_age_seconds",
+    "Age of the oldest event not yet published (0 when none waits).",
+    multiprocess_mode="max",
+)
+OUTBOX_PARKED = Gauge(
+    "promptstack_outbox_parked_events",
+    "Events that failed too often and wait for an administrator to replay them.",
+    multiprocess_mode="max",
+)
+EVENTS_PUBLISHED = Counter(
+    "promptstack_events_published_total",
+    "Events the relay published (or dispatched in-process), by type.",
+    ["type"],
+)
+EVENT_PUBLISH_FAILURES = Counter(
+    "promptstack_event_publish_failures_total",
+    "Failed attempts to publish an event, by outcome: retry later or parked.",
+    ["outcome"],
+)
+EVENTS_HANDLED = Counter(
+    "promptstack_events_handled_total",
+    "Event deliveries to consumers, by consumer and result.",
+    ["consumer", "result"],
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "promptstack_events_dead_lettered_total",
+    "Deliveries given up after the delivery limit and moved to a dead-letter queue.",
+    ["consumer"],
+)
+JOBS = Counter(
+    "promptstack_jobs_total",
+    "Background jobs that reached a state, by kind and state.",
+    ["kind", "state"],
+)
+
 
 def render(multiprocess_dir: Path | None) -> tuple[bytes, str]:
     """The exposition text, aggregated over processes in multiprocess mode."""

@@ -134,6 +134,24 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=100, ge=1)
     auth_rate_limit_per_minute: int = Field(default=20, ge=1)
 
+    # Events and jobs. Without AMQP_URL events are dispatched inside the process that
+    # relays the outbox; without CELERY_BROKER_URL jobs run in the process that serves.
+    amqp_url: str | None = None
+    amqp_namespace: str = Field(default="promptstack", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    amqp_prefetch: int = Field(default=32, ge=1, le=10_000)
+    amqp_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    embedded_relay: bool | None = None
+    outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    outbox_retention_hours: float = Field(default=168.0, gt=0)
+    event_max_attempts: int = Field(default=5, ge=1, le=100)
+    event_retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
+    event_retry_max_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    celery_broker_url: str | None = None
+    job_concurrency: int = Field(default=4, ge=1, le=256)
+    job_max_retries: int = Field(default=3, ge=0, le=20)
+    job_retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -183,6 +201,12 @@ class Settings(BaseSettings):
                 '(for example: python -c "import secrets; print(secrets.token_urlsafe(48))")'
             )
         return self
+
+    @property
+    def relays_in_process(self) -> bool:
+        """Whether the serving process relays the outbox itself: by default when there
+        is no broker, so one command runs everything."""
+        return self.amqp_url is None if self.embedded_relay is None else self.embedded_relay
 
     @property
     def is_sqlite(self) -> bool:

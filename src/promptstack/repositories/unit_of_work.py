@@ -1,8 +1,9 @@
 """The unit of work: one transaction, the repositories that share it, and what runs after.
 
-Its exit is the one place a transaction commits. Work that must only happen once the
-data is durable (sending an email) is registered with `after_commit` and runs after
-the commit succeeds, never when it rolls back.
+Its exit is the one place a transaction commits. Events are recorded into the outbox
+within the transaction (`record`), so the state change and the news of it commit or
+vanish together; the relay publishes them afterwards. Purely local work that must only
+happen once the data is durable is registered with `after_commit`.
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from promptstack.core.cache import CacheRegion
+from promptstack.core.clock import Clock, SystemClock
 from promptstack.core.database import Database
 from promptstack.core.errors import Conflict
+from promptstack.core.events import Envelope, Event, envelope_for
+from promptstack.core.ids import IdSource, RandomIds
 from promptstack.core.logging import get_logger
+from promptstack.models.messaging import OutboxMessage
 from promptstack.models.user import User, UserSnapshot
 from promptstack.repositories.audit import AuditRepository
 from promptstack.repositories.auth import (
@@ -28,7 +33,14 @@ from promptstack.repositories.auth import (
     LoginFailureRepository,
     RefreshTokenRepository,
 )
+from promptstack.repositories.inbox import InboxRepository
+from promptstack.repositories.jobs import JobRepository
+from promptstack.repositories.notifications import NotificationRepository
+from promptstack.repositories.outbox import OutboxRepository
 from promptstack.repositories.users import UserRepository
+
+# PostgreSQL delivers a NOTIFY when its transaction commits, which wakes the relays.
+OUTBOX_CHANNEL = "promptstack_outbox"
 
 log = get_logger(__name__)
 
@@ -39,18 +51,48 @@ class UnitOfWork:
     action_tokens: ActionTokenRepository
     login_failures: LoginFailureRepository
     audit: AuditRepository
+    outbox: OutboxRepository
+    inbox: InboxRepository
+    jobs: JobRepository
+    notifications: NotificationRepository
 
     def __init__(
-        self, session: AsyncSession, user_snapshots: CacheRegion[UserSnapshot] | None = None
+        self,
+        session: AsyncSession,
+        user_snapshots: CacheRegion[UserSnapshot] | None = None,
+        *,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
+        on_events: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
         self._after_commit: list[Callable[[], None]] = []
         self._user_snapshots = user_snapshots
+        self._clock = clock or SystemClock()
+        self._ids = ids or RandomIds()
+        self._on_events = on_events
+        self._recorded = False
         self.users = UserRepository(session)
         self.refresh_tokens = RefreshTokenRepository(session)
         self.action_tokens = ActionTokenRepository(session)
         self.login_failures = LoginFailureRepository(session)
         self.audit = AuditRepository(session)
+        self.outbox = OutboxRepository(session)
+        self.inbox = InboxRepository(session)
+        self.jobs = JobRepository(session)
+        self.notifications = NotificationRepository(session)
+
+    def record(self, event: Event, *, aggregate_id: str | uuid.UUID) -> Envelope:
+        """Append `event` to the outbox in this transaction."""
+        envelope = envelope_for(
+            event,
+            aggregate_id=str(aggregate_id),
+            id_=self._ids.new(),
+            occurred_at=self._clock.now(),
+        )
+        self.session.add(OutboxMessage.of(envelope))
+        self._recorded = True
+        return envelope
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         self._after_commit.append(hook)
@@ -71,6 +113,8 @@ class UnitOfWork:
                     raise _conflict() from exc
                 return
             try:
+                if self._recorded and self.session.get_bind().dialect.name == "postgresql":
+                    await self.session.execute(select(func.pg_notify(OUTBOX_CHANNEL, "")))
                 await self.session.commit()
             except IntegrityError as error:
                 await self.session.rollback()
@@ -80,6 +124,8 @@ class UnitOfWork:
                 await self._user_snapshots.invalidate(*(str(user_id) for user_id in changed))
         finally:
             await self.session.close()
+        if self._recorded and self._on_events is not None:
+            self._on_events()
         for hook in self._after_commit:
             try:
                 hook()
@@ -96,14 +142,37 @@ class UnitOfWorkFactory:
     """
 
     def __init__(
-        self, database: Database, user_snapshots: CacheRegion[UserSnapshot] | None = None
+        self,
+        database: Database,
+        user_snapshots: CacheRegion[UserSnapshot] | None = None,
+        *,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
     ) -> None:
         self.database = database
         self.user_snapshots = user_snapshots
+        self.clock = clock or SystemClock()
+        self.ids = ids or RandomIds()
+        self._event_listeners: list[Callable[[], None]] = []
 
     def __call__(self, *, read_only: bool = False) -> UnitOfWork:
         factory = self.database.read_sessions if read_only else self.database.sessions
-        return UnitOfWork(factory(), self.user_snapshots)
+        return UnitOfWork(
+            factory(),
+            self.user_snapshots,
+            clock=self.clock,
+            ids=self.ids,
+            on_events=self._events_committed,
+        )
+
+    def on_events(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever a unit of work of this process commits events (the
+        in-process relay waits on it instead of polling)."""
+        self._event_listeners.append(listener)
+
+    def _events_committed(self) -> None:
+        for listener in self._event_listeners:
+            listener()
 
     async def user_snapshot(self, user_id: uuid.UUID) -> UserSnapshot | None:
         """A user as authentication needs it: from the cache, opening a session only on a

@@ -1,11 +1,15 @@
-"""The emails an account receives, sent only once the transaction that caused them commits."""
+"""The emails an account receives.
+
+Event handlers call these inside their transaction: the token an email carries is
+issued in it and the email is sent before it commits, so a failure repeats the email
+with a fresh token rather than losing it.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from urllib.parse import urlencode
 
-from promptstack.core.background import BackgroundTasks
 from promptstack.core.clock import Clock
 from promptstack.core.email import Email, Mailer
 from promptstack.core.ids import IdSource
@@ -21,19 +25,16 @@ class AccountMail:
         self,
         settings: Settings,
         mailer: Mailer,
-        background: BackgroundTasks,
         clock: Clock,
         ids: IdSource,
     ) -> None:
         self.settings = settings
         self.mailer = mailer
-        self.background = background
         self.clock = clock
         self.ids = ids
 
-    def welcome(self, uow: UnitOfWork, user: User) -> None:
-        self._after_commit(
-            uow,
+    async def welcome(self, user: User) -> None:
+        await self.mailer.send(
             Email(
                 to=user.email,
                 subject=f"Welcome to {self.settings.app_name}",
@@ -48,8 +49,7 @@ class AccountMail:
         lifetime = timedelta(hours=self.settings.email_verification_expire_hours)
         token = await self._issue(uow, user, TokenPurpose.EMAIL_VERIFICATION, lifetime)
         link = self._link("verify-email", token)
-        self._after_commit(
-            uow,
+        await self.mailer.send(
             Email(
                 to=user.email,
                 subject="Confirm your email address",
@@ -66,8 +66,7 @@ class AccountMail:
         lifetime = timedelta(minutes=self.settings.password_reset_expire_minutes)
         token = await self._issue(uow, user, TokenPurpose.PASSWORD_RESET, lifetime)
         link = self._link("reset-password", token)
-        self._after_commit(
-            uow,
+        await self.mailer.send(
             Email(
                 to=user.email,
                 subject="Reset your password",
@@ -102,6 +101,3 @@ class AccountMail:
 
     def _link(self, page: str, token: str) -> str:
         return f"{self.settings.public_base_url.rstrip('/')}/{page}?{urlencode({'token': token})}"
-
-    def _after_commit(self, uow: UnitOfWork, email: Email) -> None:
-        uow.after_commit(lambda: self.background.spawn(self.mailer.send(email), name="send_email"))

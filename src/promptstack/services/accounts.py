@@ -17,6 +17,7 @@ from promptstack.core.errors import (
 from promptstack.core.ids import IdSource
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.core.security import PasswordHasher
+from promptstack.models.events import EmailChanged, UserRegistered
 from promptstack.models.rules import (
     check_username,
     may_grant,
@@ -26,7 +27,6 @@ from promptstack.models.rules import (
 )
 from promptstack.models.user import Role, Tier, User, UserSnapshot
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from promptstack.services.account_mail import AccountMail
 from promptstack.services.audit import Auditor
 
 
@@ -63,14 +63,12 @@ class AccountService:
         self,
         uow: UnitOfWorkFactory,
         hasher: PasswordHasher,
-        mail: AccountMail,
         auditor: Auditor,
         clock: Clock,
         ids: IdSource,
     ) -> None:
         self.uow = uow
         self.hasher = hasher
-        self.mail = mail
         self.audit = auditor
         self.clock = clock
         self.ids = ids
@@ -117,8 +115,7 @@ class AccountService:
                 address=address,
                 role=role.value,
             )
-            self.mail.welcome(uow, user)
-            await self.mail.verification(uow, user)
+            uow.record(UserRegistered(user_id=user.id), aggregate_id=user.id)
         return user
 
     async def get(self, actor: UserSnapshot, user_id: uuid.UUID) -> User:
@@ -165,7 +162,7 @@ class AccountService:
             if email is not None and email.casefold() != user.email_key:
                 user.email, user.email_key, user.is_verified = email, email.casefold(), False
                 changed.append("email")
-                await self.mail.verification(uow, user)
+                uow.record(EmailChanged(user_id=user.id), aggregate_id=user.id)
             if changed:
                 user.refresh_search_key()
                 user.updated_at = now

@@ -7,7 +7,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from promptstack.core.background import BackgroundTasks
 from promptstack.core.clock import Clock
 from promptstack.core.errors import (
     InvalidCredentials,
@@ -21,6 +20,7 @@ from promptstack.core.logging import get_logger
 from promptstack.core.security import PasswordHasher, TokenCodec, hash_token
 from promptstack.core.settings import Settings
 from promptstack.models.auth import LoginFailure, RefreshToken, TokenPurpose
+from promptstack.models.events import PasswordResetRequested, VerificationRequested
 from promptstack.models.rules import normalize_email, password_problem
 from promptstack.models.user import User, UserSnapshot
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -56,7 +56,6 @@ class AuthService:
         tokens: TokenCodec,
         mail: AccountMail,
         auditor: Auditor,
-        background: BackgroundTasks,
         clock: Clock,
         ids: IdSource,
     ) -> None:
@@ -65,7 +64,6 @@ class AuthService:
         self.tokens = tokens
         self.mail = mail
         self.audit = auditor
-        self.background = background
         self.clock = clock
         self.ids = ids
         self.lockout = timedelta(minutes=settings.login_lockout_minutes)
@@ -199,29 +197,30 @@ class AuthService:
             raise Unauthorized("The token no longer grants access.")
         return user
 
-    def request_password_reset(self, email: str, address: str) -> None:
-        """Answer at once, whatever the address: the look-up and the email happen later,
-        so neither the answer nor its timing tells whether an account exists."""
-        self.background.spawn(
-            self._send_password_reset(email, address), name="password_reset_request"
-        )
-
-    async def _send_password_reset(self, email: str, address: str) -> None:
-        key = _email_key(email)
-        if key is None:
+    async def request_password_reset(self, email: str, address: str) -> None:
+        """Record the request whatever the address: the look-up and the email happen in
+        a handler, so neither the answer nor its timing tells whether an account exists."""
+        if _email_key(email) is None:
             return
         async with self.uow() as uow:
-            user = await uow.users.by_email(key)
-            if user is None or not user.is_active or user.deleted_at is not None:
-                return
-            await self.mail.password_reset(uow, user)
-            self.audit.record(
-                uow,
-                "auth.password_reset_requested",
-                actor_id=None,
-                subject_id=user.id,
-                address=address,
+            uow.record(
+                PasswordResetRequested(email=email, address=address), aggregate_id=self.ids.new()
             )
+
+    async def send_password_reset(self, uow: UnitOfWork, event: PasswordResetRequested) -> None:
+        """Handles a reset request: issue a token and email it, if the account exists."""
+        key = _email_key(event.email)
+        user = await uow.users.by_email(key) if key else None
+        if user is None or not user.is_active or user.deleted_at is not None:
+            return
+        await self.mail.password_reset(uow, user)
+        self.audit.record(
+            uow,
+            "auth.password_reset_requested",
+            actor_id=None,
+            subject_id=user.id,
+            address=event.address,
+        )
 
     async def reset_password(self, token: str, new_password: str) -> None:
         new_hash = await self.hasher.hash(new_password)
@@ -243,18 +242,31 @@ class AuthService:
             await uow.refresh_tokens.revoke_all_for(user.id, now)
             self.audit.record(uow, "auth.password_reset", actor_id=user.id, subject_id=user.id)
 
-    def request_verification(self, email: str) -> None:
-        self.background.spawn(self._send_verification(email), name="verification_request")
-
-    async def _send_verification(self, email: str) -> None:
-        key = _email_key(email)
-        if key is None:
+    async def request_verification(self, email: str) -> None:
+        if _email_key(email) is None:
             return
         async with self.uow() as uow:
-            user = await uow.users.by_email(key)
-            if user is None or user.is_verified or not user.is_active:
-                return
-            await self.mail.verification(uow, user)
+            uow.record(VerificationRequested(email=email), aggregate_id=self.ids.new())
+
+    async def send_verification(
+        self, uow: UnitOfWork, user_id: uuid.UUID | None = None, *, email: str | None = None
+    ) -> None:
+        """Handles the events that call for a verification email: issue a token and email
+        it, unless the address is confirmed already."""
+        if user_id is not None:
+            user = await uow.users.get(user_id)
+        else:
+            key = _email_key(email or "")
+            user = await uow.users.by_email(key) if key else None
+        if user is None or user.is_verified or not user.is_active or user.deleted_at is not None:
+            return
+        await self.mail.verification(uow, user)
+
+    async def send_welcome(self, uow: UnitOfWork, user_id: uuid.UUID) -> None:
+        user = await uow.users.get(user_id)
+        if user is None or not user.is_active or user.deleted_at is not None:
+            return
+        await self.mail.welcome(user)
 
     async def verify_email(self, token: str) -> None:
         now = self.clock.now()

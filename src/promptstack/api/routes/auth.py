@@ -94,7 +94,7 @@ async def request_password_reset(
     body: EmailIn, auth: AuthServiceDep, address: ClientAddress
 ) -> Accepted:
     """Always 202: whether the address has an account is not revealed."""
-    auth.request_password_reset(body.email, address)
+    await auth.request_password_reset(body.email, address)
     return Accepted()
 
 
@@ -115,5 +115,5 @@ async def verify_email(body: TokenIn, auth: AuthServiceDep) -> None:
 @router.post("/verify-email/request", status_code=202, response_model=Accepted)
 async def request_verification(body: EmailIn, auth: AuthServiceDep) -> Accepted:
     """Send a new verification link. Always 202, like the password reset request."""
-    auth.request_verification(body.email)
+    await auth.request_verification(body.email)
     return Accepted()

@@ -1,0 +1,227 @@
+"""The outbox relay: publishes recorded events, in order per aggregate, and marks them.
+
+On PostgreSQL any number of relays run side by side: each claims its batch with
+`FOR UPDATE SKIP LOCKED` and holds the rows until it has published and marked them, so
+a row goes out twice only if a relay dies between publishing and committing (and the
+consumers' inbox absorbs that). SQLite allows one writer, so there the one relay reads
+a batch, publishes it, and marks it in a short transaction of its own.
+
+A relay sleeps until a commit in its process wakes it, a PostgreSQL NOTIFY from another
+process arrives, or the poll interval passes, whichever is first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import timedelta
+
+from sqlalchemy.engine import make_url
+
+from promptstack.core.clock import Clock
+from promptstack.core.database import Database
+from promptstack.core.logging import Throttle, get_logger
+from promptstack.core.metrics import (
+    EVENT_PUBLISH_FAILURES,
+    EVENTS_PUBLISHED,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PARKED,
+    OUTBOX_PENDING,
+)
+from promptstack.core.settings import Settings
+from promptstack.events.bus import Publisher
+from promptstack.models.messaging import OutboxMessage
+from promptstack.repositories.inbox import InboxRepository
+from promptstack.repositories.outbox import Backlog, OutboxRepository
+from promptstack.repositories.unit_of_work import OUTBOX_CHANNEL
+
+log = get_logger(__name__)
+
+METRICS_INTERVAL_SECONDS = 1.0
+PURGE_INTERVAL_SECONDS = 3600.0
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class Relay:
+    def __init__(
+        self, settings: Settings, database: Database, publisher: Publisher, clock: Clock
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.publisher = publisher
+        self.clock = clock
+        self.locking = not settings.is_sqlite
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._metrics_at = 0.0
+        self._purged_at = 0.0
+        self._warn = Throttle(30.0)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def pump(self) -> int:
+        """Publish one batch; the number of events claimed (0 when nothing was due).
+
+        Raises `BrokerUnavailable` after recording what did get through."""
+        if self.locking:
+            async with self.database.sessions() as session, session.begin():
+                outbox = OutboxRepository(session)
+                rows = await outbox.claim(
+                    self.settings.outbox_batch_size, self.clock.now(), lock=True
+                )
+                if rows:
+                    await self._publish(outbox, rows)
+                return len(rows)
+        async with self.database.read_sessions() as session:
+            rows = await OutboxRepository(session).claim(
+                self.settings.outbox_batch_size, self.clock.now(), lock=False
+            )
+        if rows:
+            async with self.database.sessions() as session, session.begin():
+                await self._publish(OutboxRepository(session), rows)
+        return len(rows)
+
+    async def _publish(self, outbox: OutboxRepository, messages: list[OutboxMessage]) -> None:
+        report = await self.publisher.publish([message.envelope() for message in messages])
+        now = self.clock.now()
+        published = set(report.published)
+        await outbox.mark_published([m.position for m in messages if m.id in published], now)
+        for message in messages:
+            if message.id in published:
+                EVENTS_PUBLISHED.labels(message.type).inc()
+            error = report.failed.get(message.id)
+            if error is None:
+                continue
+            parked = await outbox.record_failure(
+                message.position,
+                error,
+                now,
+                max_attempts=self.settings.event_max_attempts,
+                base_delay=self.settings.event_retry_base_seconds,
+                max_delay=self.settings.event_retry_max_seconds,
+            )
+            EVENT_PUBLISH_FAILURES.labels("parked" if parked else "retry").inc()
+            log.warning(
+                "event_parked" if parked else "event_publish_failed",
+                event_id=str(message.id),
+                event_type=message.type,
+                attempt_error=error,
+            )
+        if report.unavailable is not None:
+            raise BrokerUnavailable(report.unavailable)
+
+    async def drain(self) -> None:
+        """Publish until nothing is due (tests and shutdown use it)."""
+        while await self.pump():
+            pass
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox_relay")
+            if self.locking:
+                self._listener = asyncio.get_running_loop().create_task(
+                    self._listen(), name="outbox_listener"
+                )
+
+    async def stop(self, grace: float) -> None:
+        """Stop after the batch in hand, then publish what is due within `grace` seconds."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self._task
+        self._task = self._listener = None
+        try:
+            await asyncio.wait_for(self.drain(), timeout=grace)
+        except (TimeoutError, BrokerUnavailable):
+            log.warning("outbox_not_flushed_at_shutdown")
+        except Exception:
+            log.exception("outbox_flush_failed")
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                claimed = await self.pump()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                claimed = 0
+                if self._warn.ready():
+                    log.warning("outbox_relay_failed", error=repr(exc), failures=failures)
+            await self._housekeeping()
+            if claimed >= self.settings.outbox_batch_size:
+                continue
+            delay = self.settings.outbox_poll_seconds
+            if failures:
+                delay = min(delay * 2 ** min(failures, 10), MAX_BACKOFF_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        try:
+            if now - self._metrics_at >= METRICS_INTERVAL_SECONDS:
+                self._metrics_at = now
+                await self.refresh_metrics()
+            if now - self._purged_at >= PURGE_INTERVAL_SECONDS:
+                self._purged_at = now
+                await self.purge()
+        except Exception as exc:
+            if self._warn.ready():
+                log.warning("outbox_housekeeping_failed", error=repr(exc))
+
+    async def backlog(self) -> Backlog:
+        async with self.database.read_sessions() as session:
+            return await OutboxRepository(session).backlog()
+
+    async def refresh_metrics(self) -> Backlog:
+        backlog = await self.backlog()
+        OUTBOX_PENDING.set(backlog.pending)
+        OUTBOX_PARKED.set(backlog.parked)
+        age = (self.clock.now() - backlog.oldest).total_seconds() if backlog.oldest else 0.0
+        OUTBOX_OLDEST_AGE.set(max(age, 0.0))
+        return backlog
+
+    async def purge(self) -> None:
+        """Forget published events and inbox entries older than the retention period."""
+        cutoff = self.clock.now() - timedelta(hours=self.settings.outbox_retention_hours)
+        async with self.database.sessions() as session, session.begin():
+            await OutboxRepository(session).purge_published(cutoff)
+            await InboxRepository(session).purge(cutoff)
+
+    async def _listen(self) -> None:
+        """Wake on NOTIFY from relays' peers: commits in other processes."""
+        import asyncpg  # noqa: PLC0415  (PostgreSQL only)
+
+        dsn = make_url(self.settings.database_url).set(drivername="postgresql")
+        while not self._stopping.is_set():
+            try:
+                connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+            except Exception as exc:
+                if self._warn.ready():
+                    log.warning("outbox_listen_failed", error=repr(exc))
+                await asyncio.sleep(MAX_BACKOFF_SECONDS / 6)
+                continue
+            closed = asyncio.Event()
+            connection.add_termination_listener(lambda *_, done=closed: done.set())
+            try:
+                await connection.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+                await closed.wait()
+            finally:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+
+
+class BrokerUnavailable(ConnectionError):
+    """The broker could not take the batch; the relay backs off and tries again."""

@@ -1,0 +1,1 @@
+"""Background jobs: their definitions and the executors that run them."""

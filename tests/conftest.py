@@ -32,6 +32,7 @@ from promptstack.core.database import Base
 from promptstack.core.settings import Settings
 from promptstack.main import create_app
 from promptstack.migrations.runner import upgrade
+from tests.amqp import AMQP_TEST_URL, broker_error
 from tests.redis_server import RedisServer
 from tests.support import Api
 
@@ -217,3 +218,17 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The machine's RabbitMQ; tests keep apart by a namespace of their own."""
+    error = asyncio.run(broker_error(AMQP_TEST_URL))
+    if error is not None:
+        unavailable(f"RabbitMQ is not reachable at {AMQP_TEST_URL}: {error}")
+    return AMQP_TEST_URL
+
+
+@pytest.fixture
+def amqp_namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"

@@ -7,6 +7,7 @@ patching modules.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from promptstack.core.background import BackgroundTasks
@@ -28,6 +29,8 @@ from promptstack.events.bus import Publisher
 from promptstack.events.consumers import Consumers
 from promptstack.events.delivery import Delivery
 from promptstack.events.handlers import accounts as account_handlers
+from promptstack.events.handlers import jobs as job_handlers
+from promptstack.events.handlers import notifications as notification_handlers
 from promptstack.events.inprocess import InProcessBus
 from promptstack.events.rabbitmq import RabbitConsumers, RabbitPublisher
 from promptstack.events.relay import Relay
@@ -37,7 +40,14 @@ from promptstack.services.account_mail import AccountMail
 from promptstack.services.accounts import AccountService
 from promptstack.services.audit import AuditLog, Auditor
 from promptstack.services.auth import AuthService
+from promptstack.services.events import EventAdmin
+from promptstack.services.exports import AccountExports
 from promptstack.services.features import FeatureFlags
+from promptstack.services.jobs import JobService
+from promptstack.services.notifications import NotificationService
+from promptstack.tasks.executor import Executor, build_executor
+from promptstack.tasks.registry import load_job_modules
+from promptstack.tasks.runner import JobRunner
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +63,20 @@ class Container:
     accounts: AccountService
     audit_log: AuditLog
     features: FeatureFlags
+    jobs: JobService
+    exports: AccountExports
+    job_runner: JobRunner
+    executor: Executor
+    notifications: NotificationService
+    events: EventAdmin
     uow: UnitOfWorkFactory
     consumers: Consumers
     delivery: Delivery
     publisher: Publisher
     relay: Relay
     broker_consumers: RabbitConsumers | None
+    # Readiness of the broker, when there is one.
+    broker_ping: Callable[[], Awaitable[None]] | None = None
 
     async def start_events(self) -> None:
         """Relay the outbox, and consume from the broker when there is one."""
@@ -73,6 +91,7 @@ class Container:
         if self.broker_consumers is not None:
             await self.broker_consumers.stop()
         await self.relay.stop(grace)
+        await self.executor.stop(grace)
         await self.publisher.aclose()
         await self.background.drain(grace=grace)
         await self.cache.aclose()
@@ -99,18 +118,28 @@ def bootstrap(
     hasher = PasswordHasher(settings)
     tokens = TokenCodec(settings, clock)
     auditor = Auditor(clock, ids)
-    mail = AccountMail(settings, mailer or build_mailer(settings), clock, ids)
+    mailer = mailer or build_mailer(settings)
+    mail = AccountMail(settings, mailer, clock, ids)
     auth = AuthService(settings, uow, hasher, tokens, mail, auditor, clock, ids)
+    load_job_modules(settings.job_modules)
+    jobs = JobService(settings, uow, clock, ids)
+    job_runner = JobRunner(settings, jobs, uow, clock)
+    executor = build_executor(settings, job_runner, jobs)
 
     consumers = Consumers()
     account_handlers.register(consumers, auth)
+    job_handlers.register(consumers, executor)
+    notifications = NotificationService(uow, auditor, mailer, clock, ids, settings)
+    notification_handlers.register(consumers, notifications)
     delivery = Delivery(uow, clock)
     publisher: Publisher
     broker_consumers = None
+    broker_ping = None
     if settings.amqp_url is None:
         publisher = InProcessBus(consumers, delivery)
     else:
-        publisher = RabbitPublisher(settings)
+        rabbit = RabbitPublisher(settings, consumers)
+        publisher, broker_ping = rabbit, rabbit.ping
         broker_consumers = RabbitConsumers(settings, consumers, delivery)
     relay = Relay(settings, database, publisher, clock)
     uow.on_events(relay.wake)
@@ -126,12 +155,19 @@ def bootstrap(
         accounts=AccountService(uow, hasher, auditor, clock, ids),
         audit_log=AuditLog(uow),
         features=FeatureFlags(settings),
+        jobs=jobs,
+        exports=AccountExports(uow, jobs, auditor),
+        job_runner=job_runner,
+        executor=executor,
+        notifications=notifications,
+        events=EventAdmin(uow, auditor),
         uow=uow,
         consumers=consumers,
         delivery=delivery,
         publisher=publisher,
         relay=relay,
         broker_consumers=broker_consumers,
+        broker_ping=broker_ping,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -16,10 +17,12 @@ from rich.markup import escape
 
 from promptstack.bootstrap import bootstrap
 from promptstack.core.errors import AppError
+from promptstack.core.logging import configure_logging
 from promptstack.core.settings import Settings
 from promptstack.migrations.runner import upgrade
 from promptstack.models.user import Role
 from promptstack.services.accounts import NewAccount
+from promptstack.tasks.celery_app import run_worker
 
 app = typer.Typer(help="Prompt Stack: run and administer the service.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -83,6 +86,60 @@ def migrate(
     with console.status(f"Migrating to {revision}"):
         upgrade(settings, revision)
     console.print("[green]Database is up to date.[/green]")
+
+
+@app.command()
+def relay() -> None:
+    """Relay the outbox and run the event consumers until SIGTERM or Ctrl-C.
+
+    With AMQP_URL set this publishes to RabbitMQ and consumes every consumer's queue;
+    without it, events are handled in this process. Any number may run side by side on
+    PostgreSQL.
+    """
+    settings = _settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    bus = "RabbitMQ" if settings.amqp_url else "the in-process bus"
+    console.print(f"Relaying the outbox to {bus}; Ctrl-C stops.")
+    asyncio.run(_relay(settings))
+
+
+async def _relay(settings: Settings) -> None:
+    container = bootstrap(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await container.start_events()
+        await stopping.wait()
+    finally:
+        await container.aclose()
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs run at once (default JOB_CONCURRENCY)")
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+) -> None:
+    """Run a Celery worker for background jobs (needs CELERY_BROKER_URL)."""
+    if loglevel.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        console.print(f"[red]Unknown log level {escape(loglevel)!r}.[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    if settings.celery_broker_url is None:
+        console.print(
+            "[red]Set CELERY_BROKER_URL (RabbitMQ or Redis) to run workers; without it, "
+            "jobs run inside `promptstack serve`.[/red]"
+        )
+        raise typer.Exit(2)
+    run_worker(
+        settings,
+        bootstrap,
+        concurrency=concurrency or settings.job_concurrency,
+        loglevel=loglevel.upper(),
+    )
 
 
 @app.command("create-admin")

@@ -17,7 +17,16 @@ from promptstack.api.middleware import (
     TrustedHostMiddleware,
 )
 from promptstack.api.problems import install_problem_handlers
-from promptstack.api.routes import API_V1, admin, auth, features, health, users
+from promptstack.api.routes import (
+    API_V1,
+    admin,
+    auth,
+    features,
+    health,
+    jobs,
+    notifications,
+    users,
+)
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.logging import configure_logging, get_logger
 from promptstack.core.rate_limit import Quota
@@ -49,6 +58,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("startup", environment=settings.environment, version=__version__)
         container.cache.start()
+        # Resumes unfinished jobs when they run in this process (a no-op with Celery).
+        await container.executor.start()
         if settings.relays_in_process:
             await container.start_events()
         yield
@@ -114,6 +125,6 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)
-    for module in (auth, users, admin, features):
+    for module in (auth, users, admin, features, notifications, jobs):
         app.include_router(module.router)
     return app

@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(default=4, ge=1, le=256)
     job_max_retries: int = Field(default=3, ge=0, le=20)
     job_retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
+    # A running job renews its lease at a third of this; a job whose runner died is taken
+    # over once the lease has lapsed.
+    job_lease_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    celery_queue: str = Field(default="promptstack.jobs", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    # Modules imported at start that define more job kinds (comma-separated).
+    job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
@@ -163,12 +169,20 @@ class Settings(BaseSettings):
     # one of the same name.
     feature_flags: Annotated[dict[FlagName, FlagRule], NoDecode] = Field(default_factory=dict)
 
-    @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", mode="before")
+    @field_validator(
+        "trusted_proxies", "cors_origins", "allowed_hosts", "job_modules", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("celery_broker_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`CELERY_BROKER_URL=` (as in a copied .env) means no broker, not a broker at ''."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -3,8 +3,10 @@
 On PostgreSQL any number of relays run side by side: each claims its batch with
 `FOR UPDATE SKIP LOCKED` and holds the rows until it has published and marked them, so
 a row goes out twice only if a relay dies between publishing and committing (and the
-consumers' inbox absorbs that). SQLite allows one writer, so there the one relay reads
-a batch, publishes it, and marks it in a short transaction of its own.
+consumers' inbox absorbs that). SQLite allows one writer, so there one relay at a time
+reads a batch, publishes it, and marks it in a short transaction of its own; which
+process relays is decided by a lock file beside the database (`serve --workers N` runs
+N processes, and another takes over when the one relaying stops).
 
 A relay sleeps until a commit in its process wakes it, a PostgreSQL NOTIFY from another
 process arrives, or the poll interval passes, whichever is first.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import time
 from datetime import timedelta
 
@@ -59,6 +63,12 @@ class Relay:
         self._metrics_at = 0.0
         self._purged_at = 0.0
         self._warn = Throttle(30.0)
+        self._lease = _sqlite_lease(settings.database_url) if settings.is_sqlite else None
+
+    @property
+    def relaying(self) -> bool:
+        """Whether this relay runs and, on SQLite, holds the lease to relay."""
+        return self._task is not None and (self._lease is None or self._lease.held)
 
     def wake(self) -> None:
         self._wake.set()
@@ -67,6 +77,7 @@ class Relay:
         """Publish one batch; the number of events claimed (0 when nothing was due).
 
         Raises `BrokerUnavailable` after recording what did get through."""
+        unavailable: str | None = None
         if self.locking:
             async with self.database.sessions() as session, session.begin():
                 outbox = OutboxRepository(session)
@@ -74,18 +85,22 @@ class Relay:
                     self.settings.outbox_batch_size, self.clock.now(), lock=True
                 )
                 if rows:
-                    await self._publish(outbox, rows)
-                return len(rows)
-        async with self.database.read_sessions() as session:
-            rows = await OutboxRepository(session).claim(
-                self.settings.outbox_batch_size, self.clock.now(), lock=False
-            )
-        if rows:
-            async with self.database.sessions() as session, session.begin():
-                await self._publish(OutboxRepository(session), rows)
+                    unavailable = await self._publish(outbox, rows)
+        else:
+            async with self.database.read_sessions() as session:
+                rows = await OutboxRepository(session).claim(
+                    self.settings.outbox_batch_size, self.clock.now(), lock=False
+                )
+            if rows:
+                async with self.database.sessions() as session, session.begin():
+                    unavailable = await self._publish(OutboxRepository(session), rows)
+        if unavailable is not None:
+            raise BrokerUnavailable(unavailable)
         return len(rows)
 
-    async def _publish(self, outbox: OutboxRepository, messages: list[OutboxMessage]) -> None:
+    async def _publish(self, outbox: OutboxRepository, messages: list[OutboxMessage]) -> str | None:
+        """Hand `messages` to the publisher and record the outcome; the broker's error
+        when it could not be reached."""
         report = await self.publisher.publish([message.envelope() for message in messages])
         now = self.clock.now()
         published = set(report.published)
@@ -111,8 +126,7 @@ class Relay:
                 event_type=message.type,
                 attempt_error=error,
             )
-        if report.unavailable is not None:
-            raise BrokerUnavailable(report.unavailable)
+        return report.unavailable
 
     async def drain(self) -> None:
         """Publish until nothing is due (tests and shutdown use it)."""
@@ -140,6 +154,8 @@ class Relay:
                 await self._listener
         await self._task
         self._task = self._listener = None
+        if self._lease is not None and not self._lease.held:
+            return
         try:
             await asyncio.wait_for(self.drain(), timeout=grace)
         except (TimeoutError, BrokerUnavailable):
@@ -148,8 +164,20 @@ class Relay:
             log.exception("outbox_flush_failed")
 
     async def _run(self) -> None:
+        try:
+            await self._relay()
+        finally:
+            if self._lease is not None:
+                self._lease.release()
+
+    async def _relay(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            if self._lease is not None and not self._lease.acquire():
+                # Another process relays; look again now and then in case it stops.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.settings.outbox_poll_seconds)
+                continue
             self._wake.clear()
             try:
                 claimed = await self.pump()
@@ -221,6 +249,44 @@ class Relay:
             finally:
                 with contextlib.suppress(Exception):
                     await connection.close()
+
+
+class _FileLease:
+    """An exclusive lock on a file, held by one process at a time and released by the
+    system when that process dies."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _sqlite_lease(url: str) -> _FileLease | None:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    return _FileLease(f"{database}.relay.lock")
 
 
 class BrokerUnavailable(ConnectionError):

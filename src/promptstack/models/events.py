@@ -53,3 +53,12 @@ class NotificationRequested(Event):
     sender_id: uuid.UUID | None
     subject: str = Field(max_length=200)
     message: str = Field(max_length=10_000)
+
+
+class JobSubmitted(Event):
+    """A background job was stored; the `jobs.dispatch` consumer hands it to the executor."""
+
+    type = "job.submitted"
+
+    job_id: uuid.UUID
+    kind: str = Field(max_length=64)

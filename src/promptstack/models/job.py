@@ -51,3 +51,6 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lease of the runner that holds a job in progress: it renews it while it runs, and
+    # nobody else may claim the job before it lapses (a runner that died lets it lapse).
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

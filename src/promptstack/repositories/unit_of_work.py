@@ -94,6 +94,10 @@ class UnitOfWork:
         self._recorded = True
         return envelope
 
+    def wake_relay(self) -> None:
+        """Tell the relays, once this commits, that outbox rows became due."""
+        self._recorded = True
+
     def after_commit(self, hook: Callable[[], None]) -> None:
         self._after_commit.append(hook)
 

@@ -15,7 +15,9 @@ from promptstack.core.net import client_address
 from promptstack.services.accounts import AccountService
 from promptstack.services.audit import AuditLog
 from promptstack.services.auth import AuthService
+from promptstack.services.events import EventAdmin
 from promptstack.services.features import FeatureFlags
+from promptstack.services.notifications import NotificationService
 
 
 async def get_container(request: Request) -> Container:
@@ -38,8 +40,16 @@ async def get_audit_log(container: ContainerDep) -> AuditLog:
     return container.audit_log
 
 
+async def get_event_admin(container: ContainerDep) -> EventAdmin:
+    return container.events
+
+
 async def get_features(container: ContainerDep) -> FeatureFlags:
     return container.features
+
+
+async def get_notifications(container: ContainerDep) -> NotificationService:
+    return container.notifications
 
 
 async def get_client_address(request: Request, container: ContainerDep) -> str:
@@ -52,5 +62,7 @@ async def get_client_address(request: Request, container: ContainerDep) -> str:
 AuthServiceDep = Annotated[AuthService, Depends(get_auth)]
 AccountServiceDep = Annotated[AccountService, Depends(get_accounts)]
 AuditLogDep = Annotated[AuditLog, Depends(get_audit_log)]
+EventAdminDep = Annotated[EventAdmin, Depends(get_event_admin)]
 FeatureFlagsDep = Annotated[FeatureFlags, Depends(get_features)]
+NotificationServiceDep = Annotated[NotificationService, Depends(get_notifications)]
 ClientAddress = Annotated[str, Depends(get_client_address)]

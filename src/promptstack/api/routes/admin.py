@@ -1,4 +1,4 @@
-"""Administration views: the audit log."""
+"""Administration views: the audit log and the event backbone."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ from fastapi import APIRouter, Query
 
 from promptstack.api.dependencies.auth import AdminUser
 from promptstack.api.dependencies.pagination import PageDep
-from promptstack.api.dependencies.services import AuditLogDep
+from promptstack.api.dependencies.services import AuditLogDep, EventAdminDep
 from promptstack.api.problems import problem_responses
 from promptstack.api.routes import API_V1
-from promptstack.api.schemas.common import PageOut
+from promptstack.api.schemas.common import Accepted, PageOut
+from promptstack.api.schemas.events import BacklogOut, ParkedEventOut
 from promptstack.api.schemas.users import AuditEntryOut
-from promptstack.core.errors import Forbidden, Unauthorized, ValidationFailed
+from promptstack.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from promptstack.core.pagination import Page
 from promptstack.models.audit import AuditEntry
+from promptstack.models.messaging import OutboxMessage
+from promptstack.repositories.outbox import Backlog
 
 router = APIRouter(prefix=f"{API_V1}/admin", tags=["admin"])
 
@@ -36,3 +39,37 @@ async def audit_log(
 ) -> Page[AuditEntry]:
     """Newest first."""
     return await log.list(page, action=action, actor_id=actor_id, subject_id=subject_id)
+
+
+@router.get(
+    "/events/backlog",
+    response_model=BacklogOut,
+    responses=problem_responses(Unauthorized, Forbidden),
+)
+async def event_backlog(_admin: AdminUser, events: EventAdminDep) -> Backlog:
+    """Events waiting to be published, the oldest one's time, and how many are parked."""
+    return await events.backlog()
+
+
+@router.get(
+    "/events/parked",
+    response_model=PageOut[ParkedEventOut],
+    responses=problem_responses(Unauthorized, Forbidden, ValidationFailed),
+)
+async def parked_events(
+    _admin: AdminUser, events: EventAdminDep, page: PageDep
+) -> Page[OutboxMessage]:
+    """Events that failed too often, oldest first, with their last error."""
+    return await events.parked(page)
+
+
+@router.post(
+    "/events/{event_id}/replay",
+    status_code=202,
+    response_model=Accepted,
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, ValidationFailed),
+)
+async def replay_event(admin: AdminUser, events: EventAdminDep, event_id: uuid.UUID) -> Accepted:
+    """Put a parked event back in line with a fresh set of attempts."""
+    await events.replay(admin, event_id)
+    return Accepted(status="queued")

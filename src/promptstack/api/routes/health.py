@@ -50,8 +50,10 @@ async def ready(container: ContainerDep) -> JSONResponse:
     """Whether this instance can serve.
 
     The database is required (503 without it); the cache is optional: without Redis the
-    service answers from the database and reports itself `degraded`. Checks run at once,
-    each bounded by a timeout, so one hung dependency cannot hang the probe.
+    service answers from the database and reports itself `degraded`. So is the broker,
+    when there is one: without RabbitMQ events wait in the outbox and requests still
+    succeed. Checks run at once, each bounded by a timeout, so one hung dependency
+    cannot hang the probe.
     """
     checks = await _run_checks(container)
     if checks["database"].status != "up":
@@ -70,6 +72,8 @@ async def _run_checks(container: Container) -> dict[str, Check]:
     }
     if container.cache.status != "local":
         probes["cache"] = (False, container.cache.ping)
+    if container.broker_ping is not None:
+        probes["broker"] = (False, container.broker_ping)
     results = await asyncio.gather(*(_probe(fn) for _, fn in probes.values()))
     checks = {
         name: Check(status="down" if error else "up", required=required, error=error)

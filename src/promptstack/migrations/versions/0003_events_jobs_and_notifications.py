@@ -121,6 +121,9 @@ def upgrade() -> None:
         sa.Column(
             "finished_at", promptstack.core.database.UTCDateTime(timezone=True), nullable=True
         ),
+        sa.Column(
+            "locked_until", promptstack.core.database.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["owner_id"], ["users.id"], name=op.f("fk_jobs_owner_id_users"), ondelete="CASCADE"
         ),

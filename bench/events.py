@@ -1,0 +1,431 @@
+"""Benchmark the event backbone over RabbitMQ and PostgreSQL against bare aio-pika.
+
+Two measurements, each on the service and on the baseline in the same run:
+
+* burst: 10,000 events (`--events`) recorded as fast as producers can commit them,
+  while the relay and the consumers run. Reported: events per second from the first
+  commit to the last consumer's committed effect, and the outbox backlog over time (its
+  peak, and how long it took to empty after the last commit).
+* steady: `--rate` events per second for `--duration` seconds, one per transaction.
+  Reported: end-to-end latency p50 and p99, from the producer's commit to the commit of
+  the consumer's effect.
+
+The baseline is what the backbone is built on, without the durability around it: an
+aio-pika publisher with confirms into a durable topic exchange, and a consumer that acks
+each message, in the same process and event loop. The ratio service/baseline says what
+share of raw broker throughput survives the outbox, the relay, the inbox and the
+handler's transaction.
+
+Run `python bench/events.py --help`. Needs PostgreSQL and RabbitMQ; not part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import aio_pika
+import asyncpg
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from promptstack.bootstrap import Container, bootstrap
+from promptstack.core.events import Envelope, Event
+from promptstack.core.settings import Settings
+from promptstack.migrations.runner import upgrade
+from promptstack.models.audit import AuditEntry
+from promptstack.models.messaging import OutboxMessage
+from promptstack.repositories.unit_of_work import UnitOfWork
+
+console = Console()
+SAMPLE_SECONDS = 0.25
+
+
+class BenchEvent(Event):
+    type = "bench.ping"
+
+    n: int
+
+
+@dataclass
+class Burst:
+    events: int
+    seconds: float
+    per_second: float
+    peak_backlog: int = 0
+    drain_after_last_commit: float = 0.0
+    backlog: list[tuple[float, int]] = field(default_factory=list)
+
+
+@dataclass
+class Steady:
+    events: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _steady(latencies: list[float]) -> Steady:
+    ms = [value * 1000 for value in latencies]
+    return Steady(len(ms), statistics.median(ms), _percentile(ms, 0.99), max(ms))
+
+
+async def _paced(rate: float, duration: float, send: Callable[[int], Awaitable[None]]) -> int:
+    """Call `send(n)` `rate` times a second for `duration` seconds, without waiting for
+    one call to finish before the next is due."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    total = int(rate * duration)
+    tasks = []
+    for n in range(total):
+        delay = start + n / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(n)))
+    await asyncio.gather(*tasks)
+    return total
+
+
+async def _until(condition: Callable[[], bool], limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the consumers did not catch up")
+        await asyncio.sleep(0.01)
+
+
+# --- the baseline: bare aio-pika ------------------------------------------------------
+
+
+class Bare:
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.exchange_name = f"{prefix}.bare"
+        self.queue_name = f"{prefix}.bare.consumer"
+        self.received: dict[int, float] = {}
+
+    async def __aenter__(self) -> Bare:
+        self.connection = await aio_pika.connect_robust(self.url)
+        self.publish_channel = await self.connection.channel(publisher_confirms=True)
+        self.exchange = await self.publish_channel.declare_exchange(
+            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        consume_channel = await self.connection.channel()
+        await consume_channel.set_qos(prefetch_count=32)
+        self.queue = await consume_channel.declare_queue(self.queue_name, durable=True)
+        await self.queue.bind(self.exchange_name, routing_key="bench.#")
+        await self.queue.consume(self._on_message)
+        return self
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        body = json.loads(message.body)
+        await message.ack()
+        self.received[body["n"]] = time.time()
+
+    async def publish(self, n: int) -> None:
+        body = json.dumps({"n": n, "sent": time.time()}).encode()
+        await self.exchange.publish(
+            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key="bench.ping",
+        )
+
+    async def burst(self, count: int, window: int) -> Burst:
+        self.received.clear()
+        start = time.monotonic()
+        for first in range(0, count, window):
+            await asyncio.gather(
+                *(self.publish(n) for n in range(first, min(first + window, count)))
+            )
+        await _until(lambda: len(self.received) >= count, 300)
+        seconds = time.monotonic() - start
+        return Burst(count, seconds, count / seconds)
+
+    async def steady(self, rate: float, duration: float) -> Steady:
+        self.received.clear()
+        sent: dict[int, float] = {}
+
+        async def send(n: int) -> None:
+            sent[n] = time.time()
+            await self.publish(n)
+
+        total = await _paced(rate, duration, send)
+        await _until(lambda: len(self.received) >= total, 120)
+        return _steady([self.received[n] - sent[n] for n in range(total)])
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.queue.delete(if_unused=False, if_empty=False)
+        await self.publish_channel.exchange_delete(self.exchange_name)
+        await self.connection.close()
+
+
+# --- the service: outbox -> relay -> RabbitMQ -> consumer with inbox ---------------------
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.committed: dict[uuid.UUID, float] = {}
+        self.effects: dict[uuid.UUID, float] = {}
+        self.container: Container = bootstrap(settings)
+        self.container.consumers.on("bench.effect", BenchEvent, self._handle)
+
+    async def _handle(self, event: BenchEvent, envelope: Envelope, uow: UnitOfWork) -> None:
+        uow.audit.add(
+            AuditEntry(
+                id=uuid.uuid4(),
+                action="bench.effect",
+                actor_id=None,
+                subject_id=None,
+                at=envelope.occurred_at,
+                details={"n": event.n},
+            )
+        )
+        uow.after_commit(lambda: self.effects.__setitem__(envelope.id, time.time()))
+
+    async def record(self, numbers: range) -> None:
+        async with self.container.uow() as uow:
+            ids = [uow.record(BenchEvent(n=n), aggregate_id=f"bench-{n % 64}").id for n in numbers]
+        now = time.time()
+        for event_id in ids:
+            self.committed[event_id] = now
+
+    async def backlog(self) -> int:
+        async with self.container.database.read_sessions() as session:
+            count = await session.scalar(
+                select(func.count()).where(OutboxMessage.published_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def burst(self, count: int, per_transaction: int, producers: int) -> Burst:
+        self.committed.clear()
+        self.effects.clear()
+        samples: list[tuple[float, int]] = []
+        start = time.monotonic()
+        sampling = True
+
+        async def sample() -> None:
+            while sampling:
+                samples.append((round(time.monotonic() - start, 2), await self.backlog()))
+                await asyncio.sleep(SAMPLE_SECONDS)
+
+        sampler = asyncio.create_task(sample())
+        chunks = [
+            range(i, min(i + per_transaction, count)) for i in range(0, count, per_transaction)
+        ]
+        queue: asyncio.Queue[range] = asyncio.Queue()
+        for chunk in chunks:
+            queue.put_nowait(chunk)
+
+        async def producer() -> None:
+            while not queue.empty():
+                await self.record(queue.get_nowait())
+
+        await asyncio.gather(*(producer() for _ in range(producers)))
+        last_commit = time.monotonic()
+        await _until(lambda: len(self.effects) >= count, 600)
+        done = time.monotonic()
+        sampling = False
+        await sampler
+        first_commit = min(self.committed.values())
+        seconds = max(self.effects.values()) - first_commit
+        return Burst(
+            count,
+            seconds,
+            count / seconds,
+            peak_backlog=max((size for _, size in samples), default=0),
+            drain_after_last_commit=done - last_commit,
+            backlog=samples,
+        )
+
+    async def steady(self, rate: float, duration: float) -> Steady:
+        self.committed.clear()
+        self.effects.clear()
+
+        async def send(n: int) -> None:
+            await self.record(range(n, n + 1))
+
+        total = await _paced(rate, duration, send)
+        await _until(lambda: len(self.effects) >= total, 120)
+        return _steady([self.effects[i] - self.committed[i] for i in self.committed])
+
+
+# --- set-up and report -------------------------------------------------------------------
+
+
+async def _fresh_database(admin_dsn: str, name: str) -> str:
+    connection = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+async def _drop_database(admin_dsn: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def _delete_namespace(url: str, settings: Settings, consumers: list[str]) -> None:
+    """Best effort: remove the queues and the exchange this run declared."""
+    connection = await aio_pika.connect(url)
+    try:
+        for name in consumers:
+            for queue in (
+                f"{settings.amqp_namespace}.{name}",
+                f"{settings.amqp_namespace}.{name}.dead",
+            ):
+                channel = await connection.channel()
+                with contextlib.suppress(Exception):
+                    await channel.queue_delete(queue)
+        channel = await connection.channel()
+        await channel.exchange_delete(f"{settings.amqp_namespace}.events")
+    finally:
+        await connection.close()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    url = await _fresh_database(args.postgres, args.database)
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=url,
+        amqp_url=args.amqp_url,
+        amqp_namespace=prefix,
+        log_level="WARNING",
+        log_json=False,
+        email_backend="console",
+        **{name.lower(): value for name, value in (pair.split("=", 1) for pair in args.set)},
+    )
+    await asyncio.to_thread(upgrade, settings)
+    results: dict[str, Any] = {
+        "settings": {
+            "events": args.events,
+            "rate": args.rate,
+            "duration": args.duration,
+            "per_transaction": args.per_transaction,
+            "producers": args.producers,
+        }
+    }
+    service = Service(settings)
+    try:
+        await service.container.start_events()
+        async with Bare(args.amqp_url, prefix) as bare:
+            console.print(f"burst of {args.events} events: baseline, then the service")
+            results["bare_burst"] = await bare.burst(args.events, settings.outbox_batch_size)
+            results["service_burst"] = await service.burst(
+                args.events, args.per_transaction, args.producers
+            )
+            console.print(f"steady {args.rate}/s for {args.duration}s: baseline, then the service")
+            results["bare_steady"] = await bare.steady(args.rate, args.duration)
+            results["service_steady"] = await service.steady(args.rate, args.duration)
+    finally:
+        consumers = [consumer.name for consumer in service.container.consumers]
+        await service.container.aclose()
+        await _delete_namespace(args.amqp_url, settings, consumers)
+        await _drop_database(args.postgres, args.database)
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    bare_burst: Burst = results["bare_burst"]
+    service_burst: Burst = results["service_burst"]
+    bare_steady: Steady = results["bare_steady"]
+    service_steady: Steady = results["service_steady"]
+    table = Table(title="Event backbone: PostgreSQL outbox over RabbitMQ vs bare aio-pika")
+    for column in ("", "burst events/s", "steady p50 ms", "steady p99 ms", "steady max ms"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "service",
+        f"{service_burst.per_second:.0f}",
+        f"{service_steady.p50_ms:.1f}",
+        f"{service_steady.p99_ms:.1f}",
+        f"{service_steady.max_ms:.1f}",
+    )
+    table.add_row(
+        "bare aio-pika",
+        f"{bare_burst.per_second:.0f}",
+        f"{bare_steady.p50_ms:.1f}",
+        f"{bare_steady.p99_ms:.1f}",
+        f"{bare_steady.max_ms:.1f}",
+    )
+    console.print(table)
+    ratio = service_burst.per_second / bare_burst.per_second
+    console.print(f"throughput ratio service/bare: [bold]{ratio:.2f}[/bold]")
+    console.print(
+        f"burst: {service_burst.events} events, peak backlog {service_burst.peak_backlog}, "
+        f"empty {service_burst.drain_after_last_commit:.1f} s after the last commit"
+    )
+    console.print(
+        "backlog over time (s: events): "
+        + ", ".join(
+            f"{t}: {n}"
+            for t, n in service_burst.backlog[:: max(1, len(service_burst.backlog) // 12)]
+        )
+    )
+    results["ratio"] = ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=10_000, help="events in the burst")
+    parser.add_argument(
+        "--per-transaction",
+        type=int,
+        default=10,
+        help="events per producer transaction in the burst",
+    )
+    parser.add_argument(
+        "--producers", type=int, default=4, help="concurrent producers in the burst"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="events per second in the steady run"
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of the steady run")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--database", default="promptstack_bench_events")
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the service, e.g. OUTBOX_BATCH_SIZE=200",
+    )
+    parser.add_argument("--json", help="write the results to this file")
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    report(results)
+    if args.json:
+        plain = {
+            k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in results.items()
+        }
+        with open(args.json, "w") as out:
+            json.dump(plain, out, indent=2)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

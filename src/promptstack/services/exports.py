@@ -1,0 +1,112 @@
+"""Account data export: everything the service holds about a user, gathered by a job.
+
+Asking for an export stores an `account.export` job; the job (tasks/exports.py) reads the
+profile and the audit-log entries about the user page by page, reporting its progress,
+and the export becomes the job's result. Gathering only reads, so a rerun after a crash
+produces the same export and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from promptstack.core.clock import Clock
+from promptstack.core.pagination import Cursor, PageRequest
+from promptstack.models.audit import AuditEntry
+from promptstack.models.job import Job
+from promptstack.models.user import User, UserSnapshot
+from promptstack.repositories.unit_of_work import UnitOfWorkFactory
+from promptstack.services.audit import Auditor
+from promptstack.services.jobs import FatalJobError, JobService
+
+ACCOUNT_EXPORT = "account.export"
+EXPORT_FORMAT_VERSION = 1
+AUDIT_PAGE_SIZE = 100
+
+Progress = Callable[[int, int | None], Awaitable[None]]
+
+
+class AccountExports:
+    def __init__(self, uow: UnitOfWorkFactory, jobs: JobService, auditor: Auditor) -> None:
+        self.uow = uow
+        self.jobs = jobs
+        self.audit = auditor
+
+    async def request(self, actor: UserSnapshot, *, address: str | None = None) -> Job:
+        """Start an export of the caller's data. While one is still pending or running,
+        asking again returns that one instead of starting another."""
+        async with self.uow() as uow:
+            running = await uow.jobs.unfinished_of(actor.id, ACCOUNT_EXPORT)
+            if running is not None:
+                return running
+            job = await self.jobs.submit(uow, actor.id, ACCOUNT_EXPORT, {"user_id": str(actor.id)})
+            self.audit.record(
+                uow,
+                "user.export_requested",
+                actor_id=actor.id,
+                subject_id=actor.id,
+                address=address,
+                job_id=str(job.id),
+            )
+        return job
+
+
+async def gather_account_export(
+    uow: UnitOfWorkFactory, clock: Clock, user_id: uuid.UUID, progress: Progress
+) -> dict[str, Any]:
+    """The export of `user_id`: the profile, then the audit log about the account, one page
+    at a time; `progress` hears the number of records gathered so far."""
+    async with uow(read_only=True) as reading:
+        user = await reading.users.get(user_id)
+    if user is None or user.deleted_at is not None:
+        raise FatalJobError("The account no longer exists.")
+    gathered = 1
+    await progress(gathered, None)
+    entries: list[dict[str, Any]] = []
+    page = PageRequest(limit=AUDIT_PAGE_SIZE)
+    while True:
+        async with uow(read_only=True) as reading:
+            found = await reading.audit.list(page, subject_id=user_id)
+        entries.extend(_entry(entry) for entry in found.items)
+        gathered += len(found.items)
+        await progress(gathered, None)
+        if found.next_cursor is None:
+            break
+        page = PageRequest(limit=AUDIT_PAGE_SIZE, after=Cursor.decode(found.next_cursor))
+    return {
+        "format_version": EXPORT_FORMAT_VERSION,
+        "exported_at": clock.now().isoformat(),
+        "profile": _profile(user),
+        "audit_log": entries,
+    }
+
+
+def _profile(user: User) -> dict[str, Any]:
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "username": user.username,
+        "full_name": user.full_name,
+        "role": user.role.value,
+        "tier": user.tier.value,
+        "is_active": user.is_active,
+        "is_verified": user.is_verified,
+        "is_beta_tester": user.is_beta_tester,
+        "credits": user.credits,
+        "preferred_provider": user.preferred_provider,
+        "created_at": user.created_at.isoformat(),
+        "updated_at": user.updated_at.isoformat(),
+    }
+
+
+def _entry(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "action": entry.action,
+        "at": entry.at.isoformat(),
+        "actor_id": str(entry.actor_id) if entry.actor_id else None,
+        "address": entry.address,
+        "details": entry.details,
+    }

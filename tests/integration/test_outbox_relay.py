@@ -1,0 +1,327 @@
+"""The outbox relay on its own: order per aggregate, retries, parking, concurrent relays,
+wake-ups and the guarantee that a crash after commit loses no event."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+
+from promptstack.bootstrap import Container, bootstrap
+from promptstack.core.clock import FrozenClock
+from promptstack.core.events import Envelope, Event
+from promptstack.core.settings import Settings
+from promptstack.events.bus import PublishReport, by_aggregate
+from promptstack.events.relay import Relay
+from promptstack.models.audit import AuditEntry
+from promptstack.models.messaging import OutboxMessage
+from promptstack.repositories.unit_of_work import UnitOfWork
+from tests.support import Api, assert_problem
+
+V1 = "/api/v1"
+
+
+class Tick(Event):
+    type = "test.relay.tick"
+
+    n: int
+
+
+class Recorder:
+    """A publisher that keeps what it was given and fails the events it is told to."""
+
+    def __init__(self, published: list[Envelope] | None = None) -> None:
+        self.published = published if published is not None else []
+        self.failing: set[int] = set()
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> PublishReport:
+        report = PublishReport()
+        for group in by_aggregate(envelopes):
+            for envelope in group:
+                if envelope.data["n"] in self.failing:
+                    report.failed[envelope.id] = "refused"
+                    break
+                await asyncio.sleep(0)  # let concurrent relays interleave
+                self.published.append(envelope)
+                report.published.append(envelope.id)
+        return report
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _record(container: Container, *events: tuple[str, int]) -> None:
+    async with container.uow() as uow:
+        for aggregate, n in events:
+            uow.record(Tick(n=n), aggregate_id=aggregate)
+
+
+def _relay(container: Container, publisher: Recorder) -> Relay:
+    return Relay(container.settings, container.database, publisher, container.clock)
+
+
+async def test_a_failed_event_holds_back_its_aggregate_only(
+    container: Container, clock: FrozenClock
+) -> None:
+    await _record(container, ("a", 1), ("a", 2), ("b", 3))
+    publisher = Recorder()
+    publisher.failing = {1}
+    relay = _relay(container, publisher)
+
+    await relay.drain()
+    assert [e.data["n"] for e in publisher.published] == [3]
+    backlog = await relay.backlog()
+    assert (backlog.pending, backlog.parked) == (2, 0)
+
+    publisher.failing = set()
+    await relay.drain()
+    assert [e.data["n"] for e in publisher.published] == [3], "the retry waits for its delay"
+    clock.advance(timedelta(seconds=container.settings.event_retry_base_seconds + 1))
+    await relay.drain()
+    assert [e.data["n"] for e in publisher.published] == [3, 1, 2]
+    assert (await relay.backlog()).pending == 0
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"event_max_attempts": 2}
+
+
+class Flaky(Event):
+    type = "test.relay.flaky"
+
+    n: int
+
+
+async def test_a_failing_event_is_parked_then_replayed_by_an_admin(
+    api: Api, container: Container, clock: FrozenClock
+) -> None:
+    broken = True
+    handled: list[int] = []
+
+    async def handler(event: Flaky, _: Envelope, uow: UnitOfWork) -> None:
+        if broken:
+            raise RuntimeError("the handler's dependency is down")
+        handled.append(event.n)
+
+    container.consumers.on("test.flaky", Flaky, handler)
+    async with container.uow() as uow:
+        event_id = uow.record(Flaky(n=7), aggregate_id="flaky").id
+    admin = await api.admin()
+
+    await container.relay.drain()
+    clock.advance(timedelta(seconds=5))
+    await container.relay.drain()
+    assert handled == []
+
+    parked = await api.client.get(f"{V1}/admin/events/parked", headers=admin.headers)
+    assert parked.status_code == 200, parked.text
+    [item] = parked.json()["items"]
+    assert item["id"] == str(event_id)
+    assert item["attempts"] == 2
+    assert "test.flaky" in item["last_error"]
+    assert "dependency is down" in item["last_error"]
+    backlog = await api.client.get(f"{V1}/admin/events/backlog", headers=admin.headers)
+    assert backlog.json()["parked"] == 1
+    await container.relay.drain()
+    assert handled == [], "a parked event is not retried by itself"
+
+    broken = False
+    replayed = await api.client.post(f"{V1}/admin/events/{event_id}/replay", headers=admin.headers)
+    assert replayed.status_code == 202, replayed.text
+    await container.relay.drain()
+    assert handled == [7]
+    parked = await api.client.get(f"{V1}/admin/events/parked", headers=admin.headers)
+    assert parked.json()["items"] == []
+    async with container.uow(read_only=True) as uow:
+        actions = await uow.session.scalars(
+            select(AuditEntry.action).where(AuditEntry.actor_id == uuid.UUID(admin.id))
+        )
+        assert "event.replayed" in list(actions)
+
+    again = await api.client.post(f"{V1}/admin/events/{event_id}/replay", headers=admin.headers)
+    assert_problem(again, 404, "not_found")
+
+
+async def test_event_admin_is_for_admins_only(api: Api) -> None:
+    user = await api.user()
+    for method, path in (
+        ("GET", "/admin/events/parked"),
+        ("GET", "/admin/events/backlog"),
+        ("POST", f"/admin/events/{uuid.uuid4()}/replay"),
+    ):
+        assert_problem(await api.client.request(method, V1 + path, headers=user.headers), 403)
+        assert_problem(await api.client.request(method, V1 + path), 401)
+
+
+@pytest.mark.input_only
+async def test_event_admin_refuses_bad_input(api: Api) -> None:
+    admin = await api.admin()
+    bad_id = await api.client.post(f"{V1}/admin/events/not-a-uuid/replay", headers=admin.headers)
+    assert_problem(bad_id, 422)
+    bad_cursor = await api.client.get(
+        f"{V1}/admin/events/parked", params={"cursor": "garbage"}, headers=admin.headers
+    )
+    assert bad_cursor.status_code in (400, 422), bad_cursor.text
+    assert_problem(bad_cursor, bad_cursor.status_code)
+    huge_limit = await api.client.get(
+        f"{V1}/admin/events/parked", params={"limit": 10**9}, headers=admin.headers
+    )
+    assert_problem(huge_limit, 422)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_concurrent_relays_publish_each_event_once_and_in_order(
+    container: Container,
+) -> None:
+    aggregates = [f"agg-{i}" for i in range(6)]
+    n = 0
+    for _ in range(10):
+        batch = []
+        for aggregate in aggregates:
+            for _ in range(4):
+                n += 1
+                batch.append((aggregate, n))
+        await _record(container, *batch)
+
+    published: list[Envelope] = []
+    relays = [_relay(container, Recorder(published)) for _ in range(3)]
+    await asyncio.gather(*(relay.drain() for relay in relays))
+    await asyncio.gather(*(relay.drain() for relay in relays))
+
+    numbers = [e.data["n"] for e in published]
+    assert sorted(numbers) == list(range(1, n + 1)), "each event exactly once"
+    for aggregate in aggregates:
+        sequence = [e.data["n"] for e in published if e.aggregate_id == aggregate]
+        assert sequence == sorted(sequence), aggregate
+
+
+async def test_backlog_size_and_age_are_exported(container: Container, clock: FrozenClock) -> None:
+    await _record(container, ("m", 1), ("m", 2))
+    clock.advance(timedelta(seconds=30))
+    backlog = await container.relay.refresh_metrics()
+    assert backlog.pending == 2
+    assert REGISTRY.get_sample_value("promptstack_outbox_pending_events") == 2
+    age = REGISTRY.get_sample_value("promptstack_outbox_oldest_pending_age_seconds")
+    assert age is not None
+    assert age >= 30
+
+
+def _mail_subjects(folder: Path) -> list[str]:
+    if not folder.exists():
+        return []
+    return sorted(str(message["Subject"]) for message in mailbox.Maildir(folder, create=False))
+
+
+async def test_a_crash_after_commit_delays_the_emails_but_loses_none(
+    api: Api, container: Container, settings: Settings, clock: FrozenClock
+) -> None:
+    await api.register(email="late@example.com", username="lateuser")
+    # The process "dies" here: nothing was relayed, no email went out.
+    assert _mail_subjects(settings.maildir_path) == []
+    async with container.uow(read_only=True) as uow:
+        pending = await uow.session.scalar(
+            select(func.count()).where(OutboxMessage.published_at.is_(None))
+        )
+    assert pending == 1
+
+    restarted = bootstrap(settings, clock=clock)
+    try:
+        await restarted.relay.drain()
+    finally:
+        await restarted.aclose()
+    assert _mail_subjects(settings.maildir_path) == [
+        "Confirm your email address",
+        "Welcome to Prompt Stack",
+    ]
+
+
+async def _until(condition: Any, what: str) -> None:
+    for _ in range(400):
+        if await condition():
+            return
+        await asyncio.sleep(0.05)  # polling for the outcome, not an assertion on time
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_a_commit_wakes_the_relay_of_another_process(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    """The relay polls only once a minute here, so only a wake-up can deliver in time:
+    in-process after a local commit, and on PostgreSQL also by NOTIFY from another
+    process's commit."""
+    slow = settings.model_copy(update={"outbox_poll_seconds": 60.0})
+    handled: list[int] = []
+
+    async def handler(event: Tick, _: Envelope, uow: UnitOfWork) -> None:
+        handled.append(event.n)
+
+    listening = bootstrap(slow, clock=clock)
+    listening.consumers.on("test.wake", Tick, handler)
+    await listening.start_events()
+    await asyncio.sleep(0.2)  # let the relay's first (empty) pass go by
+    try:
+        await _record(listening, ("local", 1))
+        await _until(lambda: _done(handled, [1]), "local wake-up")
+        if not slow.is_sqlite:
+            other = bootstrap(slow, clock=clock)
+            try:
+                await _record(other, ("remote", 2))
+            finally:
+                await other.aclose()
+            await _until(lambda: _done(handled, [1, 2]), "NOTIFY wake-up")
+    finally:
+        await listening.aclose()
+
+
+async def _done(handled: list[int], expected: list[int]) -> bool:
+    return handled == expected
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_on_sqlite_one_process_relays_and_another_takes_over(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    """`serve --workers 2` on SQLite: both processes start a relay, one relays at a time
+    (a handler with an outside effect would otherwise run twice), and when it stops the
+    other carries on."""
+    quick = settings.model_copy(update={"outbox_poll_seconds": 0.05})
+    calls: list[tuple[str, int]] = []
+
+    def counting(name: str) -> Any:
+        async def handler(event: Tick, _: Envelope, uow: UnitOfWork) -> None:
+            calls.append((name, event.n))
+
+        return handler
+
+    first, second = bootstrap(quick, clock=clock), bootstrap(quick, clock=clock)
+    first.consumers.on("test.lease", Tick, counting("first"))
+    second.consumers.on("test.lease", Tick, counting("second"))
+    await first.start_events()
+    await _until(lambda: _true(first.relay.relaying), "lease")
+    await second.start_events()
+    assert not second.relay.relaying
+    try:
+        await _record(first, *((f"agg-{n % 3}", n) for n in range(30)))
+        await _until(lambda: _true(len(calls) >= 30), "first relays")
+        assert {name for name, _ in calls} == {"first"}
+        await first.aclose()
+        await _record(second, ("later", 99))
+        await _until(lambda: _true(("second", 99) in calls), "takeover")
+        assert sorted(n for _, n in calls) == [*range(30), 99]
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -45,5 +45,10 @@ migrate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+## Benchmark the event backbone over RabbitMQ against bare aio-pika; flags via BENCH_ARGS.
+.PHONY: bench-events
+bench-events: $(STAMP)
+	$(BIN)/python bench/events.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -129,7 +129,7 @@ class Bare:
         await consume_channel.set_qos(prefetch_count=32)
         self.queue = await consume_channel.declare_queue(self.queue_name, durable=True)
         await self.queue.bind(self.exchange_name, routing_key="bench.#")
-        await self.queue.consume(self._on_message)
+        self.tag = await self.queue.consume(self._on_message)
         return self
 
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -168,6 +168,7 @@ class Bare:
         return _steady([self.received[n] - sent[n] for n in range(total)])
 
     async def __aexit__(self, *_: object) -> None:
+        await self.queue.cancel(self.tag)
         await self.queue.delete(if_unused=False, if_empty=False)
         await self.publish_channel.exchange_delete(self.exchange_name)
         await self.connection.close()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 
 from promptstack.bootstrap import Container
 from promptstack.core.settings import Settings
@@ -16,6 +17,19 @@ from promptstack.models.user import Role
 from promptstack.services.accounts import NewAccount
 
 PASSWORD = "correct horse battery"
+
+# Path ids that are not UUIDs, each refused with a 422 before anything is read.
+NOT_UUIDS = [
+    pytest.param("not-a-uuid", id="word"),
+    pytest.param("123", id="number"),
+    pytest.param("00000000-0000-0000-0000-00000000000g", id="non-hex"),
+    pytest.param("00000000-0000-0000-0000-0000000000000", id="one-digit-too-many"),
+    pytest.param("x" * 10_000, id="10k-chars"),
+    pytest.param("%00", id="nul"),
+    pytest.param("%ED%A0%80", id="encoded-surrogate"),
+    pytest.param("%F0%9F%98%80", id="emoji"),
+    pytest.param("' OR '1'='1", id="sql"),
+]
 _serial = itertools.count(1)
 
 

@@ -110,6 +110,8 @@ async def _relay(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     try:
+        # Without Celery, jobs dispatched by this process's consumers run here too.
+        await container.executor.start()
         await container.start_events()
         await stopping.wait()
     finally:

@@ -12,9 +12,11 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from promptstack.core.clock import FrozenClock
 from promptstack.models.job import UNFINISHED
-from tests.support import Account, Api, assert_problem
+from tests.support import NOT_UUIDS, Account, Api, assert_problem
 
 EXPORT = "/api/v1/users/me/export"
 JOBS = "/api/v1/jobs"
@@ -125,8 +127,21 @@ async def test_jobs_need_a_valid_access_token(api: Api, clock: FrozenClock) -> N
     assert_problem(await api.client.post(EXPORT, headers=account.headers), 401)
 
 
-async def test_a_job_id_must_be_a_uuid(api: Api) -> None:
+@pytest.mark.input_only
+@pytest.mark.parametrize("job_id", NOT_UUIDS)
+async def test_a_job_id_must_be_a_uuid(api: Api, job_id: str) -> None:
     account = await api.user()
-    response = await api.client.get(f"{JOBS}/not-a-uuid", headers=account.headers)
+    response = await api.client.get(f"{JOBS}/{job_id}", headers=account.headers)
     body = assert_problem(response, 422, "validation_error")
     assert body["errors"][0]["loc"] == ["path", "job_id"]
+
+
+async def test_a_job_cannot_be_changed_through_the_api(api: Api) -> None:
+    account = await api.user()
+    job_id = await _export(api, account)
+    for method in ("DELETE", "PATCH", "PUT", "POST"):
+        response = await api.client.request(method, f"{JOBS}/{job_id}", headers=account.headers)
+        assert_problem(response, 405)
+    async with api.container.uow(read_only=True) as uow:
+        job = await uow.jobs.get(uuid.UUID(job_id))
+    assert job is not None

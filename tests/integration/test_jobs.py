@@ -33,6 +33,8 @@ from tests.conftest import empty_postgres, make_settings, unavailable
 from tests.jobs_for_tests import EFFECT, marks
 
 RABBITMQ_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+# A database of its own: Celery's Redis transport keeps a few keys shared by all queues.
+REDIS_BROKER_URL = os.environ.get("TEST_CELERY_REDIS_URL", "redis://127.0.0.1:6379/14")
 DEADLINE_SECONDS = 90.0
 POLL_SECONDS = 0.05
 LEASE_SECONDS = 2.0
@@ -61,20 +63,25 @@ def jobs_database(executor: str, request: pytest.FixtureRequest, tmp_path: Path)
     return url
 
 
+def _broker_url(executor: str) -> str:
+    return REDIS_BROKER_URL if executor == "celery-redis" else RABBITMQ_URL
+
+
 @pytest.fixture
 def broker_queue(executor: str) -> Iterator[str | None]:
-    """A queue of this test's own on RabbitMQ, deleted afterwards (Celery only)."""
-    if executor != "celery":
+    """A queue of this test's own on the broker, deleted afterwards (Celery only)."""
+    if not executor.startswith("celery"):
         yield None
         return
+    url = _broker_url(executor)
     try:
-        with Connection(RABBITMQ_URL, connect_timeout=3) as connection:
+        with Connection(url, connect_timeout=3) as connection:
             connection.ensure_connection(max_retries=1)
     except Exception as exc:
-        unavailable(f"RabbitMQ is not reachable at {RABBITMQ_URL}: {exc}")
+        unavailable(f"The Celery broker is not reachable at {url}: {exc}")
     queue = f"promptstack-test-{uuid.uuid4().hex[:12]}"
     yield queue
-    with Connection(RABBITMQ_URL, connect_timeout=3) as connection:
+    with Connection(url, connect_timeout=3) as connection:
         channel = connection.channel()
         channel.queue_delete(queue)
         channel.exchange_delete(queue)
@@ -99,7 +106,7 @@ class Harness:
 
     @property
     def celery(self) -> bool:
-        return self.executor == "celery"
+        return self.executor.startswith("celery")
 
     def start_worker(self) -> WorkerProcess:
         worker = WorkerProcess(self.env, self.workdir)
@@ -194,11 +201,12 @@ async def harness(
     }
     env = {}
     if broker_queue is not None:
-        overrides |= {"celery_broker_url": RABBITMQ_URL, "celery_queue": broker_queue}
+        broker_url = _broker_url(executor)
+        overrides |= {"celery_broker_url": broker_url, "celery_queue": broker_queue}
         env = {
             "DATABASE_URL": jobs_database,
             "ENVIRONMENT": "test",
-            "CELERY_BROKER_URL": RABBITMQ_URL,
+            "CELERY_BROKER_URL": broker_url,
             "CELERY_QUEUE": broker_queue,
             "JOB_MODULES": "tests.jobs_for_tests",
             "JOB_MAX_RETRIES": str(MAX_RETRIES),
@@ -373,4 +381,16 @@ async def test_a_job_whose_worker_is_killed_completes_once_on_another(harness: H
     assert job.result == {"answer": 42, "attempt": 2}
     assert marks(harness.marks, job_id, "started") == [1, 2]
     assert marks(harness.marks, job_id, "finished") == [2]
+    assert await harness.effects() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("executor", ["celery-redis"], indirect=True)
+async def test_celery_runs_jobs_with_redis_as_the_broker_too(harness: Harness) -> None:
+    job_id = await harness.submit("test.gated")
+
+    job = await harness.finished(job_id)
+
+    assert job.state is JobState.SUCCESS, job.error
+    assert (job.attempts, job.current, job.total) == (1, 2, 2)
     assert await harness.effects() == 1

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from kombu import Connection
 
 from promptstack.bootstrap import Container, bootstrap
@@ -85,6 +86,11 @@ def broker_queue(executor: str) -> Iterator[str | None]:
         channel = connection.channel()
         channel.queue_delete(queue)
         channel.exchange_delete(queue)
+    if executor == "celery-redis":
+        # Kombu keeps its bindings in keys of their own, which deleting the queue leaves.
+        client = redis.Redis.from_url(url)
+        client.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        client.close()
 
 
 class Harness:

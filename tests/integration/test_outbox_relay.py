@@ -22,7 +22,7 @@ from promptstack.core.settings import Settings
 from promptstack.events.bus import PublishReport, by_aggregate
 from promptstack.events.relay import Relay
 from promptstack.models.audit import AuditEntry
-from promptstack.models.messaging import OutboxMessage
+from promptstack.models.messaging import InboxEntry, OutboxMessage
 from promptstack.repositories.unit_of_work import UnitOfWork
 from tests.support import Api, assert_problem
 
@@ -325,3 +325,28 @@ async def test_on_sqlite_one_process_relays_and_another_takes_over(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_old_published_events_and_inbox_entries_are_purged(
+    container: Container, clock: FrozenClock
+) -> None:
+    handled: list[int] = []
+
+    async def handler(event: Tick, _: Envelope, uow: UnitOfWork) -> None:
+        handled.append(event.n)
+
+    container.consumers.on("test.purge", Tick, handler)
+    await _record(container, ("old", 1))
+    await container.relay.drain()
+    await _record(container, ("waiting", 2))  # recorded as long ago, never relayed
+    clock.advance(timedelta(hours=container.settings.outbox_retention_hours, seconds=1))
+
+    await container.relay.purge()
+
+    async with container.uow(read_only=True) as uow:
+        left = list(await uow.session.scalars(select(OutboxMessage.aggregate_id)))
+        inbox = await uow.session.scalar(select(func.count()).select_from(InboxEntry))
+    assert left == ["waiting"], "a pending event stays, however old"
+    assert inbox == 0
+    await container.relay.drain()
+    assert handled == [1, 2]

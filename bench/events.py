@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import statistics
 import sys
 import time
@@ -178,32 +179,21 @@ class Bare:
 
 
 class Service:
+    """The producers' side: records events as an API process would. The relay and the
+    consumers run in a process of their own (`_events_process`), as `promptstack relay`
+    does in a deployment, and write each effect with the time it was handled."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.committed: dict[uuid.UUID, float] = {}
-        self.effects: dict[uuid.UUID, float] = {}
+        self.committed: dict[str, float] = {}
         self.container: Container = bootstrap(settings)
-        self.container.consumers.on("bench.effect", BenchEvent, self._handle)
-
-    async def _handle(self, event: BenchEvent, envelope: Envelope, uow: UnitOfWork) -> None:
-        uow.audit.add(
-            AuditEntry(
-                id=uuid.uuid4(),
-                action="bench.effect",
-                actor_id=None,
-                subject_id=None,
-                at=envelope.occurred_at,
-                details={"n": event.n},
-            )
-        )
-        uow.after_commit(lambda: self.effects.__setitem__(envelope.id, time.time()))
 
     async def record(self, numbers: range) -> None:
         async with self.container.uow() as uow:
             ids = [uow.record(BenchEvent(n=n), aggregate_id=f"bench-{n % 64}").id for n in numbers]
         now = time.time()
         for event_id in ids:
-            self.committed[event_id] = now
+            self.committed[str(event_id)] = now
 
     async def backlog(self) -> int:
         async with self.container.database.read_sessions() as session:
@@ -212,9 +202,29 @@ class Service:
             )
         return int(count or 0)
 
+    async def _effect_count(self) -> int:
+        async with self.container.database.read_sessions() as session:
+            count = await session.scalar(select(func.count()).where(AuditEntry.action == EFFECT))
+        return int(count or 0)
+
+    async def _handled(self) -> dict[str, float]:
+        """When each effect of this run was handled, by event id."""
+        async with self.container.database.read_sessions() as session:
+            details = await session.scalars(
+                select(AuditEntry.details).where(AuditEntry.action == EFFECT)
+            )
+            return {d["event_id"]: d["handled"] for d in details if d["event_id"] in self.committed}
+
+    async def _wait_for_effects(self, count: int, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while await self._effect_count() < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the consumers did not catch up")
+            await asyncio.sleep(0.02)
+
     async def burst(self, count: int, per_transaction: int, producers: int) -> Burst:
         self.committed.clear()
-        self.effects.clear()
+        before = await self._effect_count()
         samples: list[tuple[float, int]] = []
         start = time.monotonic()
         sampling = True
@@ -225,12 +235,9 @@ class Service:
                 await asyncio.sleep(SAMPLE_SECONDS)
 
         sampler = asyncio.create_task(sample())
-        chunks = [
-            range(i, min(i + per_transaction, count)) for i in range(0, count, per_transaction)
-        ]
         queue: asyncio.Queue[range] = asyncio.Queue()
-        for chunk in chunks:
-            queue.put_nowait(chunk)
+        for first in range(0, count, per_transaction):
+            queue.put_nowait(range(first, min(first + per_transaction, count)))
 
         async def producer() -> None:
             while not queue.empty():
@@ -238,12 +245,12 @@ class Service:
 
         await asyncio.gather(*(producer() for _ in range(producers)))
         last_commit = time.monotonic()
-        await _until(lambda: len(self.effects) >= count, 600)
+        await self._wait_for_effects(before + count, 600)
         done = time.monotonic()
         sampling = False
         await sampler
-        first_commit = min(self.committed.values())
-        seconds = max(self.effects.values()) - first_commit
+        handled = await self._handled()
+        seconds = max(handled.values()) - min(self.committed.values())
         return Burst(
             count,
             seconds,
@@ -255,14 +262,45 @@ class Service:
 
     async def steady(self, rate: float, duration: float) -> Steady:
         self.committed.clear()
-        self.effects.clear()
+        before = await self._effect_count()
 
         async def send(n: int) -> None:
             await self.record(range(n, n + 1))
 
         total = await _paced(rate, duration, send)
-        await _until(lambda: len(self.effects) >= total, 120)
-        return _steady([self.effects[i] - self.committed[i] for i in self.committed])
+        await self._wait_for_effects(before + total, 120)
+        handled = await self._handled()
+        return _steady([handled[i] - self.committed[i] for i in self.committed])
+
+
+EFFECT = "bench.effect"
+
+
+async def _handle(event: BenchEvent, envelope: Envelope, uow: UnitOfWork) -> None:
+    uow.audit.add(
+        AuditEntry(
+            id=uuid.uuid4(),
+            action=EFFECT,
+            actor_id=None,
+            subject_id=None,
+            at=envelope.occurred_at,
+            details={"n": event.n, "event_id": str(envelope.id), "handled": time.time()},
+        )
+    )
+
+
+def _events_process(settings_args: dict[str, Any], ready: Any, stop: Any) -> None:
+    """The relay and the consumers, in a process of their own."""
+
+    async def serve() -> None:
+        container = bootstrap(Settings(_env_file=None, **settings_args))  # type: ignore[call-arg]
+        container.consumers.on(EFFECT, BenchEvent, _handle)
+        await container.start_events()
+        ready.set()
+        await asyncio.to_thread(stop.wait)
+        await container.aclose()
+
+    asyncio.run(serve())
 
 
 # --- set-up and report -------------------------------------------------------------------
@@ -308,16 +346,16 @@ async def _delete_namespace(url: str, settings: Settings, consumers: list[str]) 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     url = await _fresh_database(args.postgres, args.database)
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        database_url=url,
-        amqp_url=args.amqp_url,
-        amqp_namespace=prefix,
-        log_level="WARNING",
-        log_json=False,
-        email_backend="console",
+    settings_args: dict[str, Any] = {
+        "database_url": url,
+        "amqp_url": args.amqp_url,
+        "amqp_namespace": prefix,
+        "log_level": "WARNING",
+        "log_json": False,
+        "email_backend": "console",
         **{name.lower(): value for name, value in (pair.split("=", 1) for pair in args.set)},
-    )
+    }
+    settings = Settings(_env_file=None, **settings_args)  # type: ignore[call-arg]
     await asyncio.to_thread(upgrade, settings)
     results: dict[str, Any] = {
         "settings": {
@@ -328,9 +366,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "producers": args.producers,
         }
     }
+    spawn = multiprocessing.get_context("spawn")
+    ready, stop = spawn.Event(), spawn.Event()
+    events_process = spawn.Process(target=_events_process, args=(settings_args, ready, stop))
+    events_process.start()
     service = Service(settings)
     try:
-        await service.container.start_events()
+        if not await asyncio.to_thread(ready.wait, 60):
+            raise RuntimeError("the relay process did not start")
         async with Bare(args.amqp_url, prefix) as bare:
             console.print(f"burst of {args.events} events: baseline, then the service")
             results["bare_burst"] = await bare.burst(args.events, settings.outbox_batch_size)
@@ -341,7 +384,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["bare_steady"] = await bare.steady(args.rate, args.duration)
             results["service_steady"] = await service.steady(args.rate, args.duration)
     finally:
-        consumers = [consumer.name for consumer in service.container.consumers]
+        stop.set()
+        await asyncio.to_thread(events_process.join, 60)
+        consumers = [consumer.name for consumer in service.container.consumers] + [EFFECT]
         await service.container.aclose()
         await _delete_namespace(args.amqp_url, settings, consumers)
         await _drop_database(args.postgres, args.database)

@@ -131,7 +131,7 @@ def bootstrap(
     job_handlers.register(consumers, executor)
     notifications = NotificationService(uow, auditor, mailer, clock, ids, settings)
     notification_handlers.register(consumers, notifications)
-    delivery = Delivery(uow, clock)
+    delivery = Delivery(uow, clock, concurrency=settings.database_pool_size)
     publisher: Publisher
     broker_consumers = None
     broker_ping = None

@@ -9,6 +9,8 @@ effect, never loses it.
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from promptstack.core.clock import Clock
@@ -22,9 +24,17 @@ log = get_logger(__name__)
 
 
 class Delivery:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    """Runs handlers, at most `concurrency` at once in this process.
+
+    The bound is the connection pool's size: each delivery holds a connection for its
+    transaction, and more at once than the pool keeps open would open and close
+    overflow connections for every message (measured: a fifth of a consumer's CPU).
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, *, concurrency: int) -> None:
         self.uow = uow
         self.clock = clock
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def deliver(self, consumer: Consumer, envelope: Envelope) -> bool:
         """Handle `envelope`; False when `consumer` had already handled it. Raises what the
@@ -41,7 +51,7 @@ class Delivery:
         ):
             try:
                 event = EVENT_TYPES.decode(envelope)
-                async with self.uow() as uow:
+                async with self._slots, self.uow() as uow:
                     if not await uow.inbox.claim(consumer.name, envelope.id, self.clock.now()):
                         EVENTS_HANDLED.labels(consumer.name, "duplicate").inc()
                         return False

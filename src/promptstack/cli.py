@@ -14,11 +14,13 @@ import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from promptstack.bootstrap import bootstrap
 from promptstack.core.errors import AppError
 from promptstack.core.logging import configure_logging
 from promptstack.core.settings import Settings
+from promptstack.events.rabbitmq import DeadLetters
 from promptstack.migrations.runner import upgrade
 from promptstack.models.user import Role
 from promptstack.services.accounts import NewAccount
@@ -142,6 +144,52 @@ def worker(
         concurrency=concurrency or settings.job_concurrency,
         loglevel=loglevel.upper(),
     )
+
+
+@app.command("dead-letters")
+def dead_letters(
+    consumer: Annotated[str, typer.Argument(help="The consumer, e.g. mail.welcome")],
+    replay: Annotated[bool, typer.Option(help="Move them back to the consumer's queue")] = False,
+    event: Annotated[str | None, typer.Option(help="Only this event id (with --replay)")] = None,
+) -> None:
+    """List a consumer's dead letters on RabbitMQ, or replay them once the cause is fixed."""
+    settings = _settings()
+    if settings.amqp_url is None:
+        console.print("[red]Dead-letter queues exist on RabbitMQ only: set AMQP_URL.[/red]")
+        raise typer.Exit(2)
+    asyncio.run(_dead_letters(settings, consumer, replay=replay, event=event))
+
+
+async def _dead_letters(
+    settings: Settings, consumer: str, *, replay: bool, event: str | None
+) -> None:
+    container = bootstrap(settings)
+    try:
+        known = sorted(c.name for c in container.consumers)
+        if consumer not in known:
+            console.print(
+                f"[red]Unknown consumer {escape(consumer)!r}; one of: {', '.join(known)}[/red]"
+            )
+            raise typer.Exit(2)
+        letters = DeadLetters(settings, consumer)
+        if replay:
+            moved = await letters.replay(event)
+            console.print(
+                f"[green]Moved {moved} dead letter(s) back to {escape(letters.target)}.[/green]"
+            )
+            return
+        found = await letters.list()
+    finally:
+        await container.aclose()
+    if not found:
+        console.print(f"No dead letters in {escape(letters.queue)}.")
+        return
+    table = Table("event id", "type", "attempts", "last error", title=letters.queue)
+    for letter in found:
+        table.add_row(
+            letter.event_id or "?", letter.type or "?", str(letter.attempts), letter.error or ""
+        )
+    Console().print(table)
 
 
 @app.command("create-admin")

@@ -11,9 +11,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 from typer.testing import CliRunner, Result
@@ -345,3 +347,45 @@ def test_serve_migrates_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
         "Confirm your email address",
         "Welcome to Prompt Stack",
     ]
+
+
+# --- dead-letters ---------------------------------------------------------------------------
+
+
+def test_dead_letters_needs_rabbitmq(tmp_path: Path) -> None:
+    result = _invoke(
+        ["dead-letters", "mail.welcome"], _env(_sqlite_url(tmp_path / "d.db"), tmp_path)
+    )
+    assert result.exit_code == 2
+    assert "AMQP_URL" in _said(result)
+
+
+def test_dead_letters_names_the_consumers_it_knows(tmp_path: Path, amqp_url: str) -> None:
+    env = _env(_sqlite_url(tmp_path / "d.db"), tmp_path, AMQP_URL=amqp_url)
+    result = _invoke(["dead-letters", "no.such.consumer"], env)
+    assert result.exit_code == 2
+    assert "Unknown consumer" in _said(result)
+    assert "mail.welcome" in _said(result)
+
+
+def test_dead_letters_of_an_empty_queue(tmp_path: Path, amqp_url: str) -> None:
+    namespace = f"test-cli-{uuid.uuid4().hex[:8]}"
+    env = _env(
+        _sqlite_url(tmp_path / "d.db"), tmp_path, AMQP_URL=amqp_url, AMQP_NAMESPACE=namespace
+    )
+    try:
+        listed = _invoke(["dead-letters", "mail.welcome"], env)
+        assert listed.exit_code == 0, listed.output
+        assert f"No dead letters in {namespace}.mail.welcome.dead" in _said(listed)
+        replayed = _invoke(["dead-letters", "mail.welcome", "--replay"], env)
+        assert replayed.exit_code == 0, replayed.output
+        assert "Moved 0 dead letter(s)" in _said(replayed)
+    finally:
+        asyncio.run(_delete_queue(amqp_url, f"{namespace}.mail.welcome.dead"))
+
+
+async def _delete_queue(url: str, name: str) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(name)

@@ -18,6 +18,7 @@ from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.clock import FrozenClock
 from promptstack.core.events import Envelope, Event
 from promptstack.core.settings import Settings
+from promptstack.events.rabbitmq import DeadLetter, DeadLetters
 from promptstack.events.relay import BrokerUnavailable
 from promptstack.models.audit import AuditEntry
 from promptstack.models.messaging import InboxEntry, OutboxMessage
@@ -321,3 +322,51 @@ async def test_stopping_lets_the_handler_in_hand_finish(
         await container.relay.drain()
         assert await broker.depth(queue) == 1, "no longer consumed"
     assert calls == [1]
+
+
+async def test_dead_letters_are_listed_and_replayed_once_the_cause_is_fixed(
+    container: Container, settings: Settings
+) -> None:
+    broken = True
+
+    async def handler(event: Beep, envelope: Envelope, uow: UnitOfWork) -> None:
+        if broken:
+            raise RuntimeError("the downstream service is down")
+        await effect(event, envelope, uow)
+
+    container.consumers.on("test.dead", Beep, handler)
+    await container.start_events()
+    async with container.uow() as uow:
+        poisoned = uow.record(Beep(n=1), aggregate_id="dead").id
+        other = uow.record(Beep(n=2), aggregate_id="dead-too").id
+    letters = DeadLetters(settings, "test.dead")
+
+    async def two_dead() -> list[DeadLetter] | None:
+        found = await letters.list()
+        return found if len(found) == 2 else None
+
+    found = await eventually(two_dead, what="two dead letters")
+    assert {letter.event_id for letter in found} == {str(poisoned), str(other)}
+    assert all(letter.attempts == settings.event_max_attempts for letter in found)
+    assert all("downstream service is down" in (letter.error or "") for letter in found)
+    assert len(await letters.list()) == 2, "listing leaves them where they are"
+
+    broken = False
+    assert await letters.replay(str(poisoned)) == 1
+    await eventually(lambda: _effects(container), what="the replayed event's effect")
+    assert [letter.event_id for letter in await letters.list()] == [str(other)]
+    assert await letters.replay() == 1
+    assert await letters.list() == []
+
+    async def both() -> bool:
+        return await _effects(container) == 2
+
+    await eventually(both, what="both effects")
+
+
+async def _effects(container: Container) -> int:
+    async with container.uow(read_only=True) as uow:
+        count = await uow.session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == EFFECT)
+        )
+    return int(count or 0)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
@@ -139,7 +140,7 @@ async def declare_consumer_queue(
     return queue
 
 
-async def _close_quietly(connection: AbstractRobustConnection, within: float) -> None:
+async def _close_quietly(connection: AbstractConnection, within: float) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(within):
             await connection.close()
@@ -532,6 +533,88 @@ class RabbitConsumers:
         connection, self._connection, self._workers = self._connection, None, []
         if connection is not None:
             await _close_quietly(connection, self.timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    event_id: str | None
+    type: str | None
+    attempts: int
+    error: str | None
+
+
+class DeadLetters:
+    """An operator's hands on one consumer's dead-letter queue: read what is there, and
+    move messages back into the consumer's queue once their cause is fixed.
+
+    The queue stays the truth: reading takes messages without acknowledging them, and
+    closing the channel puts them back in order.
+    """
+
+    def __init__(self, settings: Settings, consumer: str) -> None:
+        self.settings = settings
+        self.queue = dead_letter_queue_name(settings.amqp_namespace, consumer)
+        self.target = queue_name(settings.amqp_namespace, consumer)
+
+    async def list(self, limit: int = 100) -> list[DeadLetter]:
+        async with self._channel() as channel:
+            queue = await channel.declare_queue(self.queue, durable=True)
+            found: list[DeadLetter] = []
+            while len(found) < limit:
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                headers = message.headers or {}
+                error = headers.get(ERROR_HEADER)
+                found.append(
+                    DeadLetter(
+                        event_id=message.message_id,
+                        type=message.type,
+                        attempts=_attempt(message),
+                        error=error.decode() if isinstance(error, bytes) else str(error or ""),
+                    )
+                )
+            return found
+
+    async def replay(self, event_id: str | None = None) -> int:
+        """Move every dead letter (or only `event_id`'s) back to the consumer's queue
+        with a fresh set of attempts; how many moved. Each copy is confirmed by the
+        broker before the dead letter is removed."""
+        moved = 0
+        async with self._channel() as channel:
+            queue = await channel.declare_queue(self.queue, durable=True)
+            while True:
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    return moved
+                if event_id is not None and message.message_id != event_id:
+                    continue  # left unacknowledged: back in the queue when the channel closes
+                copy = _copy(message, {})
+                copy.headers = {
+                    name: value
+                    for name, value in (copy.headers or {}).items()
+                    if name not in (ATTEMPT_HEADER, ERROR_HEADER, CONSUMER_HEADER)
+                }
+                await channel.default_exchange.publish(
+                    copy,
+                    routing_key=self.target,
+                    mandatory=True,
+                    timeout=self.settings.amqp_timeout_seconds,
+                )
+                await message.ack()
+                moved += 1
+
+    @contextlib.asynccontextmanager
+    async def _channel(self) -> AsyncIterator[AbstractChannel]:
+        if self.settings.amqp_url is None:
+            raise RuntimeError("AMQP_URL is not set")
+        connection = await aio_pika.connect(
+            self.settings.amqp_url, timeout=self.settings.amqp_timeout_seconds
+        )
+        try:
+            yield await connection.channel(publisher_confirms=True, on_return_raises=True)
+        finally:
+            await _close_quietly(connection, self.settings.amqp_timeout_seconds)
 
 
 def _attempt(message: AbstractIncomingMessage) -> int:

@@ -350,3 +350,30 @@ async def test_old_published_events_and_inbox_entries_are_purged(
     assert inbox == 0
     await container.relay.drain()
     assert handled == [1, 2]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_stopping_flushes_the_outbox(settings: Settings, clock: FrozenClock) -> None:
+    """Events another process committed while this relay slept are delivered on the way
+    out, not left for the next start (on SQLite nothing wakes the relay for them)."""
+    sleepy = settings.model_copy(update={"outbox_poll_seconds": 60.0})
+    handled: list[int] = []
+
+    async def handler(event: Tick, _: Envelope, uow: UnitOfWork) -> None:
+        handled.append(event.n)
+
+    serving = bootstrap(sleepy, clock=clock)
+    serving.consumers.on("test.flush", Tick, handler)
+    await serving.start_events()
+    await _until(lambda: _true(serving.relay.relaying), "relaying")
+    await asyncio.sleep(0.1)  # past the relay's first pass, into its long sleep
+    other = bootstrap(sleepy, clock=clock)
+    try:
+        await _record(other, ("flush", 1), ("flush", 2))
+    finally:
+        await other.aclose()
+    assert handled == []
+
+    await serving.aclose()
+
+    assert handled == [1, 2]

@@ -154,23 +154,19 @@ class Relay:
                 await self._listener
         await self._task
         self._task = self._listener = None
-        if self._lease is not None and not self._lease.held:
-            return
         try:
-            await asyncio.wait_for(self.drain(), timeout=grace)
+            if self._lease is None or self._lease.held:
+                await asyncio.wait_for(self.drain(), timeout=grace)
         except (TimeoutError, BrokerUnavailable):
             log.warning("outbox_not_flushed_at_shutdown")
         except Exception:
             log.exception("outbox_flush_failed")
-
-    async def _run(self) -> None:
-        try:
-            await self._relay()
         finally:
+            # Held through the flush, so no other process relays the same rows meanwhile.
             if self._lease is not None:
                 self._lease.release()
 
-    async def _relay(self) -> None:
+    async def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             if self._lease is not None and not self._lease.acquire():

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
+import prometheus_client
 import typer
 import uvicorn
 from pydantic import ValidationError
@@ -91,7 +92,13 @@ def migrate(
 
 
 @app.command()
-def relay() -> None:
+def relay(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve this process's Prometheus metrics on it"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port")] = "127.0.0.1",
+) -> None:
     """Relay the outbox and run the event consumers until SIGTERM or Ctrl-C.
 
     With AMQP_URL set this publishes to RabbitMQ and consumes every consumer's queue;
@@ -102,6 +109,10 @@ def relay() -> None:
     configure_logging(settings.log_level, json=settings.log_json)
     bus = "RabbitMQ" if settings.amqp_url else "the in-process bus"
     console.print(f"Relaying the outbox to {bus}; Ctrl-C stops.")
+    if metrics_port is not None:
+        # Events published, handled and dead-lettered are counted in this process.
+        prometheus_client.start_http_server(metrics_port, addr=metrics_host)
+        console.print(f"Metrics on http://{metrics_host}:{metrics_port}/metrics")
     asyncio.run(_relay(settings))
 
 

@@ -377,3 +377,14 @@ async def test_stopping_flushes_the_outbox(settings: Settings, clock: FrozenCloc
     await serving.aclose()
 
     assert handled == [1, 2]
+
+
+async def test_the_api_reports_the_backlog_whoever_relays(api: Api, container: Container) -> None:
+    """In scale-out the relay is another process; each API process's /metrics still tells
+    how many events wait, read from the table at scrape time."""
+    await _record(container, ("scraped", 1), ("scraped", 2), ("scraped", 3))
+    text = (await api.client.get("/metrics")).text
+    assert "promptstack_outbox_pending_events 3.0" in text
+    await container.relay.drain()
+    text = (await api.client.get("/metrics")).text
+    assert "promptstack_outbox_pending_events 0.0" in text

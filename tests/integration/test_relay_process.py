@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from promptstack.core.settings import Settings
+from tests.redis_server import free_port
 from tests.support import Api
 
 
@@ -21,10 +24,11 @@ def _subjects(folder: Path) -> list[str]:
     return sorted(str(m["Subject"]) for m in mailbox.Maildir(folder, create=False))
 
 
-def _start_relay(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start_relay(env: dict[str, str], log: Path, metrics_port: int) -> subprocess.Popen[bytes]:
+    promptstack = str(Path(sys.executable).parent / "promptstack")
     with log.open("wb") as output:
         return subprocess.Popen(  # noqa: S603
-            [str(Path(sys.executable).parent / "promptstack"), "relay"],
+            [promptstack, "relay", "--metrics-port", str(metrics_port)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -43,7 +47,8 @@ async def test_the_relay_process_sends_what_the_api_committed(
         "LOG_JSON": "false",
     }
     log = tmp_path / "relay.log"
-    process = _start_relay(env, log)
+    metrics_port = free_port()
+    process = _start_relay(env, log, metrics_port)
     try:
         await api.register(email="relayed@example.com", username="relayed")
         expected = ["Confirm your email address", "Welcome to Prompt Stack"]
@@ -52,7 +57,24 @@ async def test_the_relay_process_sends_what_the_api_committed(
                 break
             await asyncio.sleep(0.05)  # polling for the outcome, not an assertion on time
         assert _subjects(settings.maildir_path) == expected, log.read_text()
+        # Counted in the relay process, which serves them itself.
+        await _scraped(
+            metrics_port,
+            'promptstack_events_published_total{type="user.registered"} 1.0',
+            'promptstack_events_handled_total{consumer="mail.welcome",result="handled"} 1.0',
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
     assert code == 0, log.read_text()
+
+
+async def _scraped(port: int, *lines: str) -> None:
+    text = ""
+    async with httpx.AsyncClient() as client:
+        for _ in range(200):
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            if all(line in text for line in lines):
+                return
+            await asyncio.sleep(0.05)  # the counters follow the commits, polled
+    raise AssertionError(f"not in the relay's metrics: {lines}\n{text[-2000:]}")

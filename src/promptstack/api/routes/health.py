@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -95,8 +96,16 @@ async def _probe(check: Callable[[], Awaitable[None]]) -> str | None:
 @router.get("/metrics", include_in_schema=False)
 async def prometheus_metrics(container: ContainerDep) -> Response:
     _observe_pools(container)
+    await _observe_outbox(container)
     body, content_type = metrics.render(container.settings.prometheus_multiproc_dir)
     return Response(body, media_type=content_type)
+
+
+async def _observe_outbox(container: Container) -> None:
+    """The outbox backlog as of this scrape, whichever process relays it: in scale-out the
+    relay runs in a process of its own, and every API process sees the same table."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(container.relay.refresh_metrics(), CHECK_TIMEOUT_SECONDS)
 
 
 def _observe_pools(container: Container) -> None:

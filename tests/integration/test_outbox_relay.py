@@ -388,3 +388,14 @@ async def test_the_api_reports_the_backlog_whoever_relays(api: Api, container: C
     await container.relay.drain()
     text = (await api.client.get("/metrics")).text
     assert "promptstack_outbox_pending_events 0.0" in text
+
+
+async def test_the_api_reports_unfinished_jobs_wherever_they_run(
+    api: Api, container: Container
+) -> None:
+    async with container.uow() as uow:
+        for _ in range(2):
+            await container.jobs.submit(uow, None, "account.export", {})
+    text = (await api.client.get("/metrics")).text
+    assert 'promptstack_jobs_unfinished{state="pending"} 2.0' in text
+    assert 'promptstack_jobs_unfinished{state="progress"} 0.0' in text

@@ -120,6 +120,13 @@ JOBS = Counter(
     ["kind", "state"],
 )
 
+JOBS_UNFINISHED = Gauge(
+    "promptstack_jobs_unfinished",
+    "Jobs waiting (pending) or running (progress), read from the jobs table.",
+    ["state"],
+    multiprocess_mode="max",
+)
+
 
 def render(multiprocess_dir: Path | None) -> tuple[bytes, str]:
     """The exposition text, aggregated over processes in multiprocess mode."""

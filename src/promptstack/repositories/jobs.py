@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from promptstack.models.job import UNFINISHED, Job, JobState
 from promptstack.repositories.base import Repository
@@ -29,6 +29,14 @@ class JobRepository(Repository[Job]):
         """Every job still to run or running, oldest first."""
         query = select(Job.id).where(Job.state.in_(UNFINISHED)).order_by(Job.created_at, Job.id)
         return list((await self.session.scalars(query)).all())
+
+    async def count_unfinished(self) -> dict[JobState, int]:
+        """How many jobs wait and run, by state (the partial index keeps this cheap)."""
+        query = select(Job.state, func.count()).where(Job.state.in_(UNFINISHED)).group_by(Job.state)
+        counts = dict.fromkeys(UNFINISHED, 0)
+        for state, count in await self.session.execute(query):
+            counts[state] = count
+        return counts
 
     async def unfinished_of(self, owner_id: uuid.UUID, kind: str) -> Job | None:
         """The owner's oldest job of this kind that has not finished yet."""

@@ -25,7 +25,7 @@ from sqlalchemy import func
 from promptstack.core.clock import Clock
 from promptstack.core.errors import NotFound
 from promptstack.core.ids import IdSource
-from promptstack.core.metrics import JOBS
+from promptstack.core.metrics import JOBS, JOBS_UNFINISHED
 from promptstack.core.settings import Settings
 from promptstack.models.events import JobSubmitted
 from promptstack.models.job import UNFINISHED, Job, JobState
@@ -124,6 +124,14 @@ class JobService:
         if job is None or not _may_read(actor, job):
             raise NotFound("No such job.")
         return job
+
+    async def observe(self) -> None:
+        """Set the gauges of waiting and running jobs from the table (at scrape time, so
+        any process reports them, wherever the jobs run)."""
+        async with self.uow(read_only=True) as uow:
+            counts = await uow.jobs.count_unfinished()
+        for state, count in counts.items():
+            JOBS_UNFINISHED.labels(state.value).set(count)
 
     async def unfinished(self) -> list[uuid.UUID]:
         async with self.uow(read_only=True) as uow:

@@ -96,16 +96,20 @@ async def _probe(check: Callable[[], Awaitable[None]]) -> str | None:
 @router.get("/metrics", include_in_schema=False)
 async def prometheus_metrics(container: ContainerDep) -> Response:
     _observe_pools(container)
-    await _observe_outbox(container)
+    await _observe_tables(container)
     body, content_type = metrics.render(container.settings.prometheus_multiproc_dir)
     return Response(body, media_type=content_type)
 
 
-async def _observe_outbox(container: Container) -> None:
-    """The outbox backlog as of this scrape, whichever process relays it: in scale-out the
-    relay runs in a process of its own, and every API process sees the same table."""
+async def _observe_tables(container: Container) -> None:
+    """The outbox backlog and the unfinished jobs as of this scrape, whichever process
+    relays or runs them: in scale-out those are processes of their own, and every API
+    process sees the same tables."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(container.relay.refresh_metrics(), CHECK_TIMEOUT_SECONDS)
+        await asyncio.wait_for(
+            asyncio.gather(container.relay.refresh_metrics(), container.jobs.observe()),
+            CHECK_TIMEOUT_SECONDS,
+        )
 
 
 def _observe_pools(container: Container) -> None:

@@ -43,6 +43,13 @@ from sqlalchemy import func, select
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.events import Envelope, Event
 from promptstack.core.settings import Settings
+from promptstack.events.rabbitmq import (
+    dead_letter_queue_name,
+    exchange_name,
+    queue_name,
+    retry_delays_ms,
+    retry_queue_name,
+)
 from promptstack.migrations.runner import upgrade
 from promptstack.models.audit import AuditEntry
 from promptstack.models.messaging import OutboxMessage
@@ -326,19 +333,28 @@ async def _drop_database(admin_dsn: str, name: str) -> None:
 
 
 async def _delete_namespace(url: str, settings: Settings, consumers: list[str]) -> None:
-    """Best effort: remove the queues and the exchange this run declared."""
+    """Remove the exchange and every queue this run declared: each consumer's queue, its
+    retry queues and its dead-letter queue."""
+    names = [
+        name
+        for consumer in consumers
+        for name in (
+            queue_name(settings.amqp_namespace, consumer),
+            dead_letter_queue_name(settings.amqp_namespace, consumer),
+            *(
+                retry_queue_name(settings.amqp_namespace, consumer, delay)
+                for delay in retry_delays_ms(settings)
+            ),
+        )
+    ]
     connection = await aio_pika.connect(url)
     try:
-        for name in consumers:
-            for queue in (
-                f"{settings.amqp_namespace}.{name}",
-                f"{settings.amqp_namespace}.{name}.dead",
-            ):
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(queue)
+        for name in names:
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(name)
         channel = await connection.channel()
-        await channel.exchange_delete(f"{settings.amqp_namespace}.events")
+        await channel.exchange_delete(exchange_name(settings.amqp_namespace))
     finally:
         await connection.close()
 

@@ -51,6 +51,14 @@ async def test_an_export_runs_in_the_background_and_its_result_is_the_users_data
     api: Api,
 ) -> None:
     account = await api.user(full_name="Ada Export")
+    admin = await api.admin()
+    sent = await api.client.post(
+        "/api/v1/notifications",
+        json={"user_id": account.id, "subject": "Hello", "message": "Exported too"},
+        headers=admin.headers,
+    )
+    assert sent.status_code == 202, sent.text
+    await api.container.relay.drain()
     job_id = await _export(api, account)
 
     # Nothing has run yet: asking again returns the export already under way.
@@ -72,7 +80,11 @@ async def test_an_export_runs_in_the_background_and_its_result_is_the_users_data
     assert export["profile"]["email"] == account.email
     assert export["profile"]["full_name"] == "Ada Export"
     actions = {entry["action"] for entry in export["audit_log"]}
-    assert {"user.registered", "user.export_requested"} <= actions
+    assert {"user.registered", "user.export_requested", "notification.sent"} <= actions
+    [notification] = export["notifications"]
+    assert (notification["subject"], notification["message"]) == ("Hello", "Exported too")
+    assert notification["sender_id"] == admin.id
+    assert job["total"] == 1 + len(export["audit_log"]) + len(export["notifications"])
     assert "password" not in json.dumps(export)
     # Once it has finished, asking again starts a new export.
     assert await _export(api, account) != job_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.models.audit import AuditEntry
@@ -32,3 +32,7 @@ class AuditRepository(Repository[AuditEntry]):
         return await self.page(
             query, request, at=AuditEntry.at, id_=AuditEntry.id, newest_first=True
         )
+
+    async def count_about(self, subject_id: uuid.UUID) -> int:
+        query = select(func.count()).where(AuditEntry.subject_id == subject_id)
+        return int(await self.session.scalar(query) or 0)

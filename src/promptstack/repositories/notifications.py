@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.models.notification import Notification
@@ -59,3 +59,7 @@ class NotificationRepository(Repository[Notification]):
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def count_of(self, user_id: uuid.UUID) -> int:
+        query = select(func.count()).where(Notification.user_id == user_id)
+        return int(await self.session.scalar(query) or 0)

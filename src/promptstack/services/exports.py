@@ -1,9 +1,9 @@
 """Account data export: everything the service holds about a user, gathered by a job.
 
 Asking for an export stores an `account.export` job; the job (tasks/exports.py) reads the
-profile and the audit-log entries about the user page by page, reporting its progress,
-and the export becomes the job's result. Gathering only reads, so a rerun after a crash
-produces the same export and changes nothing.
+profile, the audit-log entries about the user and the user's notifications page by page,
+reporting its progress, and the export becomes the job's result. Gathering only reads,
+so a rerun after a crash produces the same export and changes nothing.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from promptstack.core.clock import Clock
 from promptstack.core.pagination import Cursor, PageRequest
 from promptstack.models.audit import AuditEntry
 from promptstack.models.job import Job
+from promptstack.models.notification import Notification
 from promptstack.models.user import User, UserSnapshot
-from promptstack.repositories.unit_of_work import UnitOfWorkFactory
+from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from promptstack.services.audit import Auditor
 from promptstack.services.jobs import FatalJobError, JobService
 
 ACCOUNT_EXPORT = "account.export"
 EXPORT_FORMAT_VERSION = 1
-AUDIT_PAGE_SIZE = 100
+EXPORT_PAGE_SIZE = 100
 
 Progress = Callable[[int, int | None], Awaitable[None]]
 
@@ -56,31 +57,55 @@ class AccountExports:
 async def gather_account_export(
     uow: UnitOfWorkFactory, clock: Clock, user_id: uuid.UUID, progress: Progress
 ) -> dict[str, Any]:
-    """The export of `user_id`: the profile, then the audit log about the account, one page
-    at a time; `progress` hears the number of records gathered so far."""
+    """The export of `user_id`: the profile, the audit log about the account and the
+    account's notifications, a page at a time; `progress` hears how many records are
+    gathered out of how many there are."""
     async with uow(read_only=True) as reading:
         user = await reading.users.get(user_id)
-    if user is None or user.deleted_at is not None:
-        raise FatalJobError("The account no longer exists.")
+        if user is None or user.deleted_at is not None:
+            raise FatalJobError("The account no longer exists.")
+        total = (
+            1
+            + await reading.audit.count_about(user_id)
+            + await reading.notifications.count_of(user_id)
+        )
     gathered = 1
-    await progress(gathered, None)
-    entries: list[dict[str, Any]] = []
-    page = PageRequest(limit=AUDIT_PAGE_SIZE)
-    while True:
-        async with uow(read_only=True) as reading:
-            found = await reading.audit.list(page, subject_id=user_id)
-        entries.extend(_entry(entry) for entry in found.items)
-        gathered += len(found.items)
-        await progress(gathered, None)
-        if found.next_cursor is None:
-            break
-        page = PageRequest(limit=AUDIT_PAGE_SIZE, after=Cursor.decode(found.next_cursor))
+    await progress(gathered, total)
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for name, read_page in (("audit_log", _audit_page), ("notifications", _notification_page)):
+        records: list[dict[str, Any]] = []
+        page = PageRequest(limit=EXPORT_PAGE_SIZE)
+        while True:
+            async with uow(read_only=True) as reading:
+                found, cursor = await read_page(reading, user_id, page)
+            records.extend(found)
+            gathered += len(found)
+            # Rows added meanwhile are exported too; the total grows with them.
+            total = max(total, gathered)
+            await progress(gathered, total)
+            if cursor is None:
+                break
+            page = PageRequest(limit=EXPORT_PAGE_SIZE, after=Cursor.decode(cursor))
+        sections[name] = records
     return {
         "format_version": EXPORT_FORMAT_VERSION,
         "exported_at": clock.now().isoformat(),
         "profile": _profile(user),
-        "audit_log": entries,
+        **sections,
     }
+
+
+Records = tuple[list[dict[str, Any]], str | None]
+
+
+async def _audit_page(reading: UnitOfWork, user_id: uuid.UUID, page: PageRequest) -> Records:
+    found = await reading.audit.list(page, subject_id=user_id)
+    return [_entry(entry) for entry in found.items], found.next_cursor
+
+
+async def _notification_page(reading: UnitOfWork, user_id: uuid.UUID, page: PageRequest) -> Records:
+    found = await reading.notifications.inbox(user_id, page)
+    return [_notification(notification) for notification in found.items], found.next_cursor
 
 
 def _profile(user: User) -> dict[str, Any]:
@@ -109,4 +134,15 @@ def _entry(entry: AuditEntry) -> dict[str, Any]:
         "actor_id": str(entry.actor_id) if entry.actor_id else None,
         "address": entry.address,
         "details": entry.details,
+    }
+
+
+def _notification(notification: Notification) -> dict[str, Any]:
+    return {
+        "id": str(notification.id),
+        "subject": notification.subject,
+        "message": notification.message,
+        "sender_id": str(notification.sender_id) if notification.sender_id else None,
+        "created_at": notification.created_at.isoformat(),
+        "read_at": notification.read_at.isoformat() if notification.read_at else None,
     }

@@ -56,6 +56,10 @@ def create_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_send_task_events=False,
+        # Redis only: an unacknowledged message returns to the queue after this long, which
+        # is how a killed worker's job comes back there. The lease keeps an early return
+        # harmless (the job is busy, looked at again later), so it need not be an hour.
+        broker_transport_options={"visibility_timeout": 10 * settings.job_lease_seconds},
     )
     return app
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
@@ -198,19 +196,3 @@ class TcpProxy:
         finally:
             sink.transport.abort()
             self._writers.discard(sink)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, within: float = 30.0, what: str = "condition"
-) -> Any:
-    """Poll `check` until it returns something truthy; fail after `within` seconds.
-
-    A deadline for waiting on other tasks and processes, never a measurement."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)  # polling the database or broker, not timing anything
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import itertools
 import mailbox
 import re
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 
 from promptstack.bootstrap import Container
 from promptstack.core.settings import Settings
@@ -18,18 +21,6 @@ from promptstack.services.accounts import NewAccount
 
 PASSWORD = "correct horse battery"
 
-# Path ids that are not UUIDs, each refused with a 422 before anything is read.
-NOT_UUIDS = [
-    pytest.param("not-a-uuid", id="word"),
-    pytest.param("123", id="number"),
-    pytest.param("00000000-0000-0000-0000-00000000000g", id="non-hex"),
-    pytest.param("00000000-0000-0000-0000-0000000000000", id="one-digit-too-many"),
-    pytest.param("x" * 10_000, id="10k-chars"),
-    pytest.param("%00", id="nul"),
-    pytest.param("%ED%A0%80", id="encoded-surrogate"),
-    pytest.param("%F0%9F%98%80", id="emoji"),
-    pytest.param("' OR '1'='1", id="sql"),
-]
 _serial = itertools.count(1)
 
 
@@ -103,7 +94,6 @@ class Api:
         """Bodies of the emails delivered to `address`, once the events that send them
         have been relayed to their consumers."""
         await self.container.relay.drain()
-        await self.container.background.drain()
         path = self.settings.maildir_path
         if not path.exists():
             return []
@@ -130,3 +120,21 @@ def _delivery_order(key: str) -> tuple[int, int, int]:
     match = re.match(r"(\d+)\.M(\d+)P\d+Q(\d+)", key)
     assert match, key
     return int(match[1]), int(match[2]), int(match[3])
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any] | Any], *, within: float = 30.0, what: str = "condition"
+) -> Any:
+    """Poll `check` (plain or async) until it returns something truthy; fail after
+    `within` seconds. A deadline for waiting on other tasks and processes, never a
+    measurement."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(0.05)  # polling the database, broker or process, not timing
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from promptstack.core.background import BackgroundTasks
 from promptstack.core.cache import Cache, CacheRegion, MemoryCache, RedisCache, redis_client
 from promptstack.core.clock import Clock, SystemClock
 from promptstack.core.database import Database
@@ -55,7 +54,6 @@ class Container:
     settings: Settings
     clock: Clock
     database: Database
-    background: BackgroundTasks
     cache: Cache
     rate_limiter: FailOpenLimiter
     tokens: TokenCodec
@@ -85,15 +83,14 @@ class Container:
         self.relay.start()
 
     async def aclose(self) -> None:
-        """Stop consuming, flush the outbox and let background work finish within the
-        grace period, then close the connections and pools."""
+        """Stop consuming, flush the outbox and let running jobs finish within the grace
+        period, then close the connections and pools."""
         grace = self.settings.shutdown_grace_seconds
         if self.broker_consumers is not None:
             await self.broker_consumers.stop()
         await self.relay.stop(grace)
         await self.executor.stop(grace)
         await self.publisher.aclose()
-        await self.background.drain(grace=grace)
         await self.cache.aclose()
         await self.database.dispose()
 
@@ -114,7 +111,6 @@ def bootstrap(
         "users", UserSnapshot, settings.cache_user_ttl_seconds, immutable=True
     )
     uow = UnitOfWorkFactory(database, user_snapshots=users, clock=clock, ids=ids)
-    background = BackgroundTasks()
     hasher = PasswordHasher(settings)
     tokens = TokenCodec(settings, clock)
     auditor = Auditor(clock, ids)
@@ -147,7 +143,6 @@ def bootstrap(
         settings=settings,
         clock=clock,
         database=database,
-        background=background,
         cache=cache,
         rate_limiter=rate_limiter,
         tokens=tokens,

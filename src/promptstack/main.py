@@ -64,8 +64,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             await container.start_events()
         yield
         # The server has stopped accepting connections and finished in-flight requests
-        # by now; what is left is background work and the pools.
-        log.info("shutdown", pending_background_tasks=container.background.pending)
+        # by now; what is left is the event consumers, the outbox, jobs and the pools.
+        log.info("shutdown")
         await container.aclose()
         if tracing is not None:
             tracing.shutdown()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import mailbox
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ import httpx
 import pytest
 
 from promptstack.models.user import Role
-from tests.support import NOT_UUIDS, PASSWORD, Account, Api, assert_problem
+from tests.bad_input import MALFORMED_BODIES, NOT_UUIDS, encode, label
+from tests.support import PASSWORD, Account, Api, assert_problem
 
 V1 = "/api/v1"
 JSON = {"content-type": "application/json"}
@@ -230,19 +230,6 @@ async def send(scene: Scene, endpoint: Endpoint, content: bytes) -> httpx.Respon
     )
 
 
-def encode(body: Any) -> bytes:
-    """JSON as a client may send it; lone surrogates go out as `\\ud800` escapes."""
-    return json.dumps(body).encode()
-
-
-def label(value: Any) -> str:
-    """A short, ASCII test id for a value."""
-    text = value if isinstance(value, str) else json.dumps(value)
-    if len(text) > 40:
-        return f"{len(text)}-chars"
-    return text.encode("ascii", "backslashreplace").decode() or "empty"
-
-
 def cases(build: Callable[[Endpoint], list[tuple[str, Any]]]) -> list[Any]:
     """(endpoint, field, value) for every JSON endpoint, as `build` spoils its fields."""
     return [
@@ -254,22 +241,10 @@ def cases(build: Callable[[Endpoint], list[tuple[str, Any]]]) -> list[Any]:
 
 # --- bodies that are not JSON objects at all ---------------------------------------------
 
-MALFORMED = [
-    pytest.param(b'{"email": ', 422, id="truncated"),
-    pytest.param(b"{'a': 1}", 422, id="single-quotes"),
-    pytest.param(b"", 422, id="empty"),
-    pytest.param(b"null", 422, id="null"),
-    pytest.param(b"[]", 422, id="array"),
-    pytest.param(b'"text"', 422, id="string"),
-    pytest.param(b'{"a": "\xff\xfe"}', 400, id="invalid-utf8"),
-    pytest.param(b"[" * 100_000, 400, id="deeply-nested"),
-    pytest.param(b'{"a": ' + b"9" * 5000 + b"}", 400, id="5000-digit-number"),
-]
-
 
 @pytest.mark.input_only
 @pytest.mark.parametrize("endpoint", JSON_ENDPOINTS, ids=str)
-@pytest.mark.parametrize(("content", "status"), MALFORMED)
+@pytest.mark.parametrize(("content", "status"), MALFORMED_BODIES)
 async def test_a_body_that_is_not_a_json_object_is_refused(
     api: Api, endpoint: Endpoint, content: bytes, status: int
 ) -> None:

@@ -16,7 +16,8 @@ import pytest
 
 from promptstack.core.clock import FrozenClock
 from promptstack.models.job import UNFINISHED
-from tests.support import NOT_UUIDS, Account, Api, assert_problem
+from tests.bad_input import NOT_UUIDS
+from tests.support import Account, Api, assert_problem
 
 EXPORT = "/api/v1/users/me/export"
 JOBS = "/api/v1/jobs"

@@ -3,7 +3,6 @@ written (no audit entry, no event in the outbox, no notification, no email)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import mailbox
 from dataclasses import dataclass
@@ -20,13 +19,21 @@ from promptstack.models.audit import AuditEntry
 from promptstack.models.messaging import OutboxMessage
 from promptstack.models.notification import Notification
 from promptstack.models.user import Role
-from tests.support import NOT_UUIDS, Account, Api, assert_problem
+from tests.bad_input import (
+    MALFORMED_BODIES,
+    NOT_UUIDS,
+    OTHER_KEY,
+    b64url,
+    claims_of,
+    encode,
+    label,
+)
+from tests.support import Account, Api, assert_problem
 
 NOTIFICATIONS = "/api/v1/notifications"
 JSON = {"content-type": "application/json"}
 MEGABYTE = "x" * (512 * 1024)  # huge, yet inside the 1 MiB body limit
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
-OTHER_KEY = "an entirely different secret key, 0123456789abcdef"
 
 
 @dataclass
@@ -71,35 +78,11 @@ async def scene_for(api: Api) -> Scene:
     return Scene(api, admin, user, response.json()["id"], await snapshot(api))
 
 
-def encode(body: Any) -> bytes:
-    """JSON as a client may send it; lone surrogates go out as `\\ud800` escapes."""
-    return json.dumps(body).encode()
-
-
-def label(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    if len(text) > 40:
-        return f"{len(text)}-chars"
-    return text.encode("ascii", "backslashreplace").decode() or "empty"
-
-
 # --- bodies that are not JSON objects ------------------------------------------------------
-
-MALFORMED = [
-    pytest.param(b'{"user_id": ', 422, id="truncated"),
-    pytest.param(b"{'a': 1}", 422, id="single-quotes"),
-    pytest.param(b"", 422, id="empty"),
-    pytest.param(b"null", 422, id="null"),
-    pytest.param(b"[]", 422, id="array"),
-    pytest.param(b'"text"', 422, id="string"),
-    pytest.param(b'{"a": "\xff\xfe"}', 400, id="invalid-utf8"),
-    pytest.param(b"[" * 100_000, 400, id="deeply-nested"),
-    pytest.param(b'{"a": ' + b"9" * 5000 + b"}", 400, id="5000-digit-number"),
-]
 
 
 @pytest.mark.input_only
-@pytest.mark.parametrize(("content", "status"), MALFORMED)
+@pytest.mark.parametrize(("content", "status"), MALFORMED_BODIES)
 async def test_a_body_that_is_not_a_json_object_is_refused(
     api: Api, content: bytes, status: int
 ) -> None:
@@ -277,15 +260,6 @@ async def test_the_list_refuses_a_bad_query(api: Api, params: dict[str, Any]) ->
 
 
 # --- tokens that must not work ----------------------------------------------------------
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    return claims
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def forged_tokens(api: Api, admin: Account, user: Account) -> dict[str, str]:

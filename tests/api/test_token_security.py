@@ -7,7 +7,6 @@ differs from a token the service would accept in one way only.
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,25 +19,16 @@ import pytest
 
 from promptstack.core.clock import FrozenClock
 from promptstack.models.user import Role
+from tests.bad_input import OTHER_KEY, b64url, claims_of
 from tests.support import PASSWORD, Account, Api, assert_problem
 
 V1 = "/api/v1"
 NEW_PASSWORD = "a brand new passphrase"
-OTHER_KEY = "an entirely different secret key, 0123456789abcdef"
 
 
 def assert_unauthorized(response: httpx.Response) -> None:
     assert_problem(response, 401, "not_authenticated")
     assert response.headers["www-authenticate"] == "Bearer"
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    return claims
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -36,7 +36,8 @@ from promptstack.events.relay import Relay
 from promptstack.models.audit import AuditEntry
 from promptstack.models.messaging import OutboxMessage
 from promptstack.repositories.unit_of_work import UnitOfWork
-from tests.amqp import Broker, delete_namespace, eventually
+from tests.amqp import Broker, delete_namespace
+from tests.support import eventually
 
 EFFECT = "test.effect"
 

@@ -24,7 +24,8 @@ from promptstack.events.relay import Relay
 from promptstack.models.audit import AuditEntry
 from promptstack.models.messaging import InboxEntry, OutboxMessage
 from promptstack.repositories.unit_of_work import UnitOfWork
-from tests.support import Api, assert_problem
+from tests.bad_input import NOT_UUIDS
+from tests.support import Api, assert_problem, eventually
 
 V1 = "/api/v1"
 
@@ -163,10 +164,17 @@ async def test_event_admin_is_for_admins_only(api: Api) -> None:
 
 
 @pytest.mark.input_only
-async def test_event_admin_refuses_bad_input(api: Api) -> None:
+@pytest.mark.parametrize("event_id", NOT_UUIDS)
+async def test_replay_refuses_an_id_that_is_not_a_uuid(api: Api, event_id: str) -> None:
     admin = await api.admin()
-    bad_id = await api.client.post(f"{V1}/admin/events/not-a-uuid/replay", headers=admin.headers)
-    assert_problem(bad_id, 422)
+    response = await api.client.post(f"{V1}/admin/events/{event_id}/replay", headers=admin.headers)
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"][0]["loc"] == ["path", "event_id"]
+
+
+@pytest.mark.input_only
+async def test_the_parked_list_refuses_a_bad_query(api: Api) -> None:
+    admin = await api.admin()
     bad_cursor = await api.client.get(
         f"{V1}/admin/events/parked", params={"cursor": "garbage"}, headers=admin.headers
     )
@@ -245,14 +253,6 @@ async def test_a_crash_after_commit_delays_the_emails_but_loses_none(
     ]
 
 
-async def _until(condition: Any, what: str) -> None:
-    for _ in range(400):
-        if await condition():
-            return
-        await asyncio.sleep(0.05)  # polling for the outcome, not an assertion on time
-    raise AssertionError(f"never happened: {what}")
-
-
 async def test_a_commit_wakes_the_relay_of_another_process(
     settings: Settings, clock: FrozenClock
 ) -> None:
@@ -271,20 +271,16 @@ async def test_a_commit_wakes_the_relay_of_another_process(
     await asyncio.sleep(0.2)  # let the relay's first (empty) pass go by
     try:
         await _record(listening, ("local", 1))
-        await _until(lambda: _done(handled, [1]), "local wake-up")
+        await eventually(lambda: handled == [1], what="local wake-up")
         if not slow.is_sqlite:
             other = bootstrap(slow, clock=clock)
             try:
                 await _record(other, ("remote", 2))
             finally:
                 await other.aclose()
-            await _until(lambda: _done(handled, [1, 2]), "NOTIFY wake-up")
+            await eventually(lambda: handled == [1, 2], what="NOTIFY wake-up")
     finally:
         await listening.aclose()
-
-
-async def _done(handled: list[int], expected: list[int]) -> bool:
-    return handled == expected
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -307,24 +303,20 @@ async def test_on_sqlite_one_process_relays_and_another_takes_over(
     first.consumers.on("test.lease", Tick, counting("first"))
     second.consumers.on("test.lease", Tick, counting("second"))
     await first.start_events()
-    await _until(lambda: _true(first.relay.relaying), "lease")
+    await eventually(lambda: first.relay.relaying, what="lease")
     await second.start_events()
     assert not second.relay.relaying
     try:
         await _record(first, *((f"agg-{n % 3}", n) for n in range(30)))
-        await _until(lambda: _true(len(calls) >= 30), "first relays")
+        await eventually(lambda: len(calls) >= 30, what="first relays")
         assert {name for name, _ in calls} == {"first"}
         await first.aclose()
         await _record(second, ("later", 99))
-        await _until(lambda: _true(("second", 99) in calls), "takeover")
+        await eventually(lambda: ("second", 99) in calls, what="takeover")
         assert sorted(n for _, n in calls) == [*range(30), 99]
     finally:
         await first.aclose()
         await second.aclose()
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_old_published_events_and_inbox_entries_are_purged(
@@ -365,7 +357,7 @@ async def test_stopping_flushes_the_outbox(settings: Settings, clock: FrozenCloc
     serving = bootstrap(sleepy, clock=clock)
     serving.consumers.on("test.flush", Tick, handler)
     await serving.start_events()
-    await _until(lambda: _true(serving.relay.relaying), "relaying")
+    await eventually(lambda: serving.relay.relaying, what="relaying")
     await asyncio.sleep(0.1)  # past the relay's first pass, into its long sleep
     other = bootstrap(sleepy, clock=clock)
     try:

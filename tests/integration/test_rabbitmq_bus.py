@@ -23,8 +23,8 @@ from promptstack.events.relay import BrokerUnavailable
 from promptstack.models.audit import AuditEntry
 from promptstack.models.messaging import InboxEntry, OutboxMessage
 from promptstack.repositories.unit_of_work import UnitOfWork
-from tests.amqp import Broker, TcpProxy, delete_namespace, eventually
-from tests.support import Api
+from tests.amqp import Broker, TcpProxy, delete_namespace
+from tests.support import Api, eventually
 
 EFFECT = "test.effect"
 
@@ -353,20 +353,12 @@ async def test_dead_letters_are_listed_and_replayed_once_the_cause_is_fixed(
 
     broken = False
     assert await letters.replay(str(poisoned)) == 1
-    await eventually(lambda: _effects(container), what="the replayed event's effect")
+    await eventually(lambda: effect_count(container), what="the replayed event's effect")
     assert [letter.event_id for letter in await letters.list()] == [str(other)]
     assert await letters.replay() == 1
     assert await letters.list() == []
 
     async def both() -> bool:
-        return await _effects(container) == 2
+        return await effect_count(container) == 2
 
     await eventually(both, what="both effects")
-
-
-async def _effects(container: Container) -> int:
-    async with container.uow(read_only=True) as uow:
-        count = await uow.session.scalar(
-            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == EFFECT)
-        )
-    return int(count or 0)

@@ -3,7 +3,6 @@ the API processes commit, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
-import asyncio
 import mailbox
 import os
 import signal
@@ -15,7 +14,7 @@ import httpx
 
 from promptstack.core.settings import Settings
 from tests.redis_server import free_port
-from tests.support import Api
+from tests.support import Api, eventually
 
 
 def _subjects(folder: Path) -> list[str]:
@@ -52,10 +51,10 @@ async def test_the_relay_process_sends_what_the_api_committed(
     try:
         await api.register(email="relayed@example.com", username="relayed")
         expected = ["Confirm your email address", "Welcome to Prompt Stack"]
-        for _ in range(600):
-            if _subjects(settings.maildir_path) == expected or process.poll() is not None:
-                break
-            await asyncio.sleep(0.05)  # polling for the outcome, not an assertion on time
+        await eventually(
+            lambda: _subjects(settings.maildir_path) == expected or process.poll() is not None,
+            what="the emails",
+        )
         assert _subjects(settings.maildir_path) == expected, log.read_text()
         # Counted in the relay process, which serves them itself.
         await _scraped(
@@ -70,11 +69,10 @@ async def test_the_relay_process_sends_what_the_api_committed(
 
 
 async def _scraped(port: int, *lines: str) -> None:
-    text = ""
     async with httpx.AsyncClient() as client:
-        for _ in range(200):
+
+        async def present() -> bool:
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-            if all(line in text for line in lines):
-                return
-            await asyncio.sleep(0.05)  # the counters follow the commits, polled
-    raise AssertionError(f"not in the relay's metrics: {lines}\n{text[-2000:]}")
+            return all(line in text for line in lines)
+
+        await eventually(present, what=f"{lines} in the relay's metrics")

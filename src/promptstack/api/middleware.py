@@ -24,7 +24,6 @@ from promptstack.core.net import Network, client_address
 from promptstack.core.rate_limit import FailOpenLimiter, Quota
 from promptstack.core.security import TokenCodec
 
-REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 
 log = get_logger("promptstack.request")

@@ -6,6 +6,7 @@ inbox (so each consumer sees each event once) and, on RabbitMQ, names its queue.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -16,7 +17,8 @@ from promptstack.repositories.unit_of_work import UnitOfWork
 EventT = TypeVar("EventT", bound=Event)
 Handler = Callable[[EventT, Envelope, UnitOfWork], Awaitable[None]]
 
-CONSUMER_NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+# Names become inbox keys and queue names, and operators type them.
+CONSUMER_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 
 
 @dataclass(slots=True)
@@ -36,6 +38,10 @@ class Consumers:
     def on(self, name: str, event: type[EventT], handler: Handler[EventT]) -> None:
         """Have consumer `name` run `handler` for each `event`, inside the transaction that
         also records the delivery in the inbox."""
+        if len(name) > 100 or not CONSUMER_NAME.fullmatch(name):
+            raise ValueError(
+                f"consumer names are dotted lowercase words, like mail.welcome: {name!r}"
+            )
         consumer = self._by_name.setdefault(name, Consumer(name))
         if event.type in consumer.handlers:
             raise ValueError(f"{name} already handles {event.type}")

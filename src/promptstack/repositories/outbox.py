@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.models.messaging import OutboxMessage
@@ -31,12 +30,6 @@ class Backlog:
 
 class OutboxRepository(Repository[OutboxMessage]):
     model = OutboxMessage
-
-    def __init__(self, session: AsyncSession) -> None:
-        super().__init__(session)
-
-    async def by_event_id(self, event_id: uuid.UUID) -> OutboxMessage | None:
-        return await self.session.scalar(select(OutboxMessage).where(OutboxMessage.id == event_id))
 
     async def claim(self, limit: int, now: datetime, *, lock: bool) -> list[OutboxMessage]:
         """The next events to publish, oldest first, each aggregate's in order.

@@ -16,7 +16,9 @@ from promptstack.services.accounts import AccountService
 from promptstack.services.audit import AuditLog
 from promptstack.services.auth import AuthService
 from promptstack.services.events import EventAdmin
+from promptstack.services.exports import AccountExports
 from promptstack.services.features import FeatureFlags
+from promptstack.services.jobs import JobService
 from promptstack.services.notifications import NotificationService
 
 
@@ -44,6 +46,14 @@ async def get_event_admin(container: ContainerDep) -> EventAdmin:
     return container.events
 
 
+async def get_jobs(container: ContainerDep) -> JobService:
+    return container.jobs
+
+
+async def get_exports(container: ContainerDep) -> AccountExports:
+    return container.exports
+
+
 async def get_features(container: ContainerDep) -> FeatureFlags:
     return container.features
 
@@ -63,6 +73,8 @@ AuthServiceDep = Annotated[AuthService, Depends(get_auth)]
 AccountServiceDep = Annotated[AccountService, Depends(get_accounts)]
 AuditLogDep = Annotated[AuditLog, Depends(get_audit_log)]
 EventAdminDep = Annotated[EventAdmin, Depends(get_event_admin)]
+JobServiceDep = Annotated[JobService, Depends(get_jobs)]
+AccountExportsDep = Annotated[AccountExports, Depends(get_exports)]
 FeatureFlagsDep = Annotated[FeatureFlags, Depends(get_features)]
 NotificationServiceDep = Annotated[NotificationService, Depends(get_notifications)]
 ClientAddress = Annotated[str, Depends(get_client_address)]

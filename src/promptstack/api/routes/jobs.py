@@ -7,8 +7,7 @@ import uuid
 from fastapi import APIRouter, Response
 
 from promptstack.api.dependencies.auth import CurrentUser
-from promptstack.api.dependencies.jobs import AccountExportsDep, JobServiceDep
-from promptstack.api.dependencies.services import ClientAddress
+from promptstack.api.dependencies.services import AccountExportsDep, ClientAddress, JobServiceDep
 from promptstack.api.problems import problem_responses
 from promptstack.api.routes import API_V1
 from promptstack.api.schemas.jobs import JobAccepted, JobOut

@@ -43,20 +43,34 @@ POSTGRES_ADMIN_DSN = os.environ.get(
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+# One name per run and worker: two runs on one machine (two checkouts, say) must never
+# drop each other's databases. xdist hands every worker of a run the same run id.
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+
+
 def _worker_database_name() -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    return f"promptstack_test_{re.sub(r'[^a-z0-9_]', '_', worker.lower())}"
+    run = re.sub(r"[^a-z0-9]", "", _RUN_ID.lower())[:12]
+    return f"promptstack_test_{run}_{re.sub(r'[^a-z0-9_]', '_', worker.lower())}"
 
 
-async def _recreate_postgres_database(name: str) -> str:
+async def _create_postgres_database(name: str) -> str:
     connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
     base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     return f"{base}/{name}"
+
+
+async def _drop_postgres_database(name: str) -> None:
+    """Drop this run's own database; FORCE ends what its tests left connected."""
+    connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
 
 
 def unavailable(reason: str) -> None:
@@ -67,13 +81,17 @@ def unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
+def postgres_url() -> Iterator[str]:
+    name = _worker_database_name()
     try:
-        url = asyncio.run(_recreate_postgres_database(_worker_database_name()))
+        url = asyncio.run(_create_postgres_database(name))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN}: {exc}")
-    upgrade(Settings(database_url=url, _env_file=None))  # type: ignore[call-arg]
-    return url
+    try:
+        upgrade(Settings(database_url=url, _env_file=None))  # type: ignore[call-arg]
+        yield url
+    finally:
+        asyncio.run(_drop_postgres_database(name))
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -70,13 +72,111 @@ async def test_retry_after_counts_down(api: Api, clock: FrozenClock) -> None:
     assert int(locked.headers["retry-after"]) == 360
 
 
-async def test_success_resets_the_account_count(api: Api) -> None:
+async def test_success_does_not_reset_the_account_count(api: Api) -> None:
+    """Logging in releases only its own guess: a guesser gets no fresh allowance from it."""
     account = await api.register()
     for _ in range(2):
         await _fail(api, account.username)
     await api.login(account)
+    assert [await _fail(api, account.username) for _ in range(2)] == [401, 429]
+
+
+class CountingVerifications:
+    """Counts the passwords the service actually verified (real and decoy checks)."""
+
+    def __init__(self, container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        hasher = container.auth.hasher
+        verify, decoy = hasher.verify, hasher.verify_decoy
+
+        async def counted_verify(password: str, hashed: str) -> tuple[bool, str | None]:
+            self.count += 1
+            return await verify(password, hashed)
+
+        async def counted_decoy(password: str) -> None:
+            self.count += 1
+            await decoy(password)
+
+        monkeypatch.setattr(hasher, "verify", counted_verify)
+        monkeypatch.setattr(hasher, "verify_decoy", counted_decoy)
+
+
+async def _login_at_once(api: Api, attempts: list[tuple[str, str, str]]) -> Counter[int]:
+    """Send every (username, password, address) login concurrently; count the statuses."""
+
+    async def one(username: str, password: str, address: str) -> int:
+        response = await api.client.post(
+            LOGIN,
+            data={"username": username, "password": password},
+            headers={"X-Forwarded-For": address},
+        )
+        return response.status_code
+
+    return Counter(await asyncio.gather(*(one(*attempt) for attempt in attempts)))
+
+
+async def test_concurrent_guesses_verify_at_most_the_account_limit(
+    api: Api, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await api.register()
+    verified = CountingVerifications(container, monkeypatch)
+    attempts = [(account.username, "wrong password!", f"198.51.100.{n}") for n in range(19)]
+    attempts.insert(10, (account.username, account.password, "198.51.100.200"))
+
+    statuses = await _login_at_once(api, attempts)
+
+    assert verified.count <= 3
+    assert statuses[401] + statuses[200] == verified.count
+    assert statuses[429] == 20 - verified.count
+
+
+async def test_concurrent_guesses_after_earlier_failures_get_only_what_is_left(
+    api: Api, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await api.register()
     assert [await _fail(api, account.username) for _ in range(2)] == [401, 401]
-    await api.login(account)
+    verified = CountingVerifications(container, monkeypatch)
+
+    statuses = await _login_at_once(
+        api, [(account.email, "wrong password!", f"198.51.100.{n}") for n in range(20)]
+    )
+
+    assert verified.count == 1
+    assert statuses == Counter({429: 19, 401: 1})
+
+
+async def test_concurrent_guesses_verify_at_most_the_address_limit(
+    api: Api, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verified = CountingVerifications(container, monkeypatch)
+
+    statuses = await _login_at_once(
+        api, [(f"ghost{n}", "wrong password!", "198.51.100.9") for n in range(20)]
+    )
+
+    assert verified.count == 5
+    assert statuses == Counter({401: 5, 429: 15})
+
+
+async def test_a_guess_left_pending_by_a_crash_still_counts(
+    api: Api, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that dies while verifying leaves its reservation: it counts as a failure."""
+    account = await api.register()
+
+    async def crash(password: str, hashed: str) -> tuple[bool, str | None]:
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(container.auth.hasher, "verify", crash)
+    for _ in range(3):
+        with pytest.raises(RuntimeError):
+            await container.auth.login(account.username, "wrong password!", "198.51.100.1")
+    monkeypatch.undo()
+
+    locked = await api.client.post(
+        LOGIN, data={"username": account.username, "password": account.password}
+    )
+    assert_problem(locked, 429, "login_locked")
 
 
 async def test_address_locks_across_accounts(api: Api) -> None:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String, Uuid
+from sqlalchemy import Boolean, ForeignKey, Index, String, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptstack.core.database import Base, UTCDateTime, str_enum
@@ -57,7 +57,13 @@ class ActionToken(Base):
 
 
 class LoginFailure(Base):
-    """A failed login, counted per account and per client address to throttle guessing."""
+    """A login guess, counted per account and per client address to throttle guessing.
+
+    A row is written, `pending`, before the password is checked, so a guess holds its
+    place in the count while Argon2 works; a wrong password settles it as a failure and
+    a right one deletes it. A row left pending by a crash counts as a failure until it
+    ages out: the safe side.
+    """
 
     __tablename__ = "login_failures"
     __table_args__ = (
@@ -69,3 +75,4 @@ class LoginFailure(Base):
     account_key: Mapped[str] = mapped_column(String(320))
     address: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

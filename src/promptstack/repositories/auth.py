@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from promptstack.models.auth import ActionToken, LoginFailure, RefreshToken, TokenPurpose
-from promptstack.repositories.base import Repository
+from promptstack.repositories.base import Repository, changed_users
 
 
 class RefreshTokenRepository(Repository[RefreshToken]):
@@ -33,12 +34,29 @@ class RefreshTokenRepository(Repository[RefreshToken]):
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def revoke_family(self, family_id: uuid.UUID, now: datetime) -> None:
+    async def revoke_family(self, user_id: uuid.UUID, family_id: uuid.UUID, now: datetime) -> None:
+        """End one session: its refresh tokens, and (through the user's snapshot, which
+        lists the sessions ended lately) the access tokens issued with them."""
         await self.session.execute(
             update(RefreshToken)
-            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .where(
+                RefreshToken.family_id == family_id,
+                RefreshToken.user_id == user_id,
+                RefreshToken.revoked_at.is_(None),
+            )
             .values(revoked_at=now)
         )
+        changed_users(self.session).add(user_id)
+
+    async def families_revoked_since(
+        self, user_id: uuid.UUID, since: datetime
+    ) -> tuple[uuid.UUID, ...]:
+        query = (
+            select(RefreshToken.family_id)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at > since)
+            .distinct()
+        )
+        return tuple(sorted((await self.session.scalars(query)).all()))
 
     async def revoke_all_for(self, user_id: uuid.UUID, now: datetime) -> None:
         await self.session.execute(
@@ -86,6 +104,19 @@ class ActionTokenRepository(Repository[ActionToken]):
 class LoginFailureRepository(Repository[LoginFailure]):
     model = LoginFailure
 
+    async def lock(self, *keys: str) -> None:
+        """Serialise the transactions that count and reserve guesses for these keys.
+
+        Counting and then inserting is only atomic if no other transaction can do the
+        same in between. SQLite already runs one writing transaction at a time (writers
+        begin IMMEDIATE); PostgreSQL takes a transaction-scoped advisory lock per key, in
+        sorted order so two logins sharing a key can never deadlock.
+        """
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        for key in sorted(set(keys)):
+            await self.session.execute(select(func.pg_advisory_xact_lock(_lock_id(key))))
+
     async def recent_for_account(self, account_key: str, since: datetime) -> list[datetime]:
         return await self._times(LoginFailure.account_key == account_key, since)
 
@@ -100,10 +131,21 @@ class LoginFailureRepository(Repository[LoginFailure]):
         )
         return list((await self.session.scalars(query)).all())
 
-    async def forget_account(self, account_key: str) -> None:
+    async def settle(self, attempt_id: uuid.UUID) -> None:
+        """A reserved guess was wrong: it stays, now as a failure."""
         await self.session.execute(
-            delete(LoginFailure).where(LoginFailure.account_key == account_key)
+            update(LoginFailure).where(LoginFailure.id == attempt_id).values(pending=False)
         )
+
+    async def release(self, attempt_id: uuid.UUID) -> None:
+        """A reserved guess was right: it no longer counts."""
+        await self.session.execute(delete(LoginFailure).where(LoginFailure.id == attempt_id))
 
     async def purge_before(self, moment: datetime) -> None:
         await self.session.execute(delete(LoginFailure).where(LoginFailure.at <= moment))
+
+
+def _lock_id(key: str) -> int:
+    """A stable signed 64-bit lock number for a key (PostgreSQL's advisory lock space)."""
+    digest = hashlib.blake2b(f"login:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)

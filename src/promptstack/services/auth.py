@@ -73,14 +73,29 @@ class AuthService:
     async def login(self, identifier: str, password: str, address: str) -> TokenPair:
         """Check credentials, throttling guesses per account and per client address.
 
-        The password is verified outside any transaction: Argon2 is slow by design and
-        must not hold a database lock while it works.
+        A guess is reserved (counted as a failure) in one transaction before the password
+        is verified, and that transaction first locks the account's and the address's
+        counts: however many logins arrive at once, in however many processes, at most
+        the limit of them are ever verified per window. The password is verified outside
+        any transaction, since Argon2 is slow by design and must not hold a lock. A right
+        password releases its own reservation only; earlier failures age out with the
+        window, so logging in does not hand a guesser a fresh allowance.
         """
         now = self.clock.now()
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             user = await uow.users.by_login(identifier)
             account_key = _account_key(user, identifier)
+            await uow.login_failures.lock(account_key, f"address:{address}")
             retry_after = await self._locked_for(uow, account_key, address, now)
+            if retry_after is None:
+                attempt = LoginFailure(
+                    id=self.ids.new(),
+                    account_key=account_key,
+                    address=address,
+                    at=now,
+                    pending=True,
+                )
+                uow.login_failures.add(attempt)
         if retry_after is not None:
             raise LoginLocked(
                 "Too many failed logins for this account or address.", retry_after=retry_after
@@ -94,11 +109,7 @@ class AuthService:
 
         async with self.uow() as uow:
             if not valid or user is None:
-                uow.login_failures.add(
-                    LoginFailure(
-                        id=self.ids.new(), account_key=account_key, address=address, at=now
-                    )
-                )
+                await uow.login_failures.settle(attempt.id)
                 await uow.login_failures.purge_before(now - self.lockout)
                 self.audit.record(
                     uow,
@@ -109,11 +120,11 @@ class AuthService:
                 )
                 fresh = None
             else:
+                await uow.login_failures.release(attempt.id)
                 fresh = await uow.users.get(user.id)
                 if fresh is not None and fresh.is_active and fresh.deleted_at is None:
                     if new_hash is not None:
                         fresh.password_hash = new_hash
-                    await uow.login_failures.forget_account(account_key)
                     self.audit.record(
                         uow, "auth.login", actor_id=fresh.id, subject_id=fresh.id, address=address
                     )
@@ -148,7 +159,7 @@ class AuthService:
                 user = await uow.users.get(claims.user_id)
                 if user is not None and user.is_active and user.deleted_at is None:
                     return await self._issue_pair(uow, user, family_id=claims.family_id)
-                await uow.refresh_tokens.revoke_family(claims.family_id, now)
+                await uow.refresh_tokens.revoke_family(claims.user_id, claims.family_id, now)
                 reused = False
             else:
                 stored = await uow.refresh_tokens.get(claims.token_id)
@@ -158,7 +169,7 @@ class AuthService:
                     and stored.rotated_at is not None
                 )
                 if reused and stored is not None:
-                    await uow.refresh_tokens.revoke_family(stored.family_id, now)
+                    await uow.refresh_tokens.revoke_family(stored.user_id, stored.family_id, now)
                     self.audit.record(
                         uow,
                         "auth.refresh_token_reused",
@@ -181,7 +192,7 @@ class AuthService:
             stored = await uow.refresh_tokens.get(claims.token_id)
             if stored is None or stored.token_hash != hash_token(refresh_token):
                 raise Unauthorized("The refresh token is not known.")
-            await uow.refresh_tokens.revoke_family(stored.family_id, now)
+            await uow.refresh_tokens.revoke_family(user.id, stored.family_id, now)
             self.audit.record(uow, "auth.logout", actor_id=user.id, subject_id=user.id)
 
     async def authenticate(self, access_token: str) -> UserSnapshot:
@@ -193,6 +204,7 @@ class AuthService:
             or not user.is_active
             or user.deleted_at is not None
             or user.session_version != claims.session_version
+            or claims.family_id in user.ended_sessions
         ):
             raise Unauthorized("The token no longer grants access.")
         return user
@@ -282,7 +294,7 @@ class AuthService:
             self.audit.record(uow, "user.email_verified", actor_id=user.id, subject_id=user.id)
 
     async def _issue_pair(self, uow: UnitOfWork, user: User, *, family_id: uuid.UUID) -> TokenPair:
-        access = self.tokens.issue_access(user.id, user.session_version)
+        access = self.tokens.issue_access(user.id, user.session_version, family_id)
         refresh = self.tokens.issue_refresh(user.id, family_id)
         uow.refresh_tokens.add(
             RefreshToken(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from promptstack.core.cache import Cache, CacheRegion, MemoryCache, RedisCache, redis_client
 from promptstack.core.clock import Clock, SystemClock
@@ -110,7 +111,13 @@ def bootstrap(
     users: CacheRegion[UserSnapshot] = cache.region(
         "users", UserSnapshot, settings.cache_user_ttl_seconds, immutable=True
     )
-    uow = UnitOfWorkFactory(database, user_snapshots=users, clock=clock, ids=ids)
+    uow = UnitOfWorkFactory(
+        database,
+        user_snapshots=users,
+        clock=clock,
+        ids=ids,
+        session_window=timedelta(minutes=settings.access_token_expire_minutes),
+    )
     hasher = PasswordHasher(settings)
     tokens = TokenCodec(settings, clock)
     auditor = Auditor(clock, ids)

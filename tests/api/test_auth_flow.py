@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from promptstack.core.clock import FrozenClock
-from tests.support import PASSWORD, Api, assert_problem
+from tests.support import PASSWORD, Account, Api, assert_problem
 
 
 async def test_register_then_read_me(api: Api) -> None:
@@ -69,7 +69,10 @@ async def test_login_with_email_or_username(api: Api) -> None:
         assert body["token_type"] == "bearer"
         assert body["expires_in"] == 15 * 60
         assert response.headers["cache-control"] == "no-store"
-    assert account.id
+        me = await api.client.get(
+            "/api/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+        )
+        assert me.json()["id"] == account.id, name
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(api: Api) -> None:
@@ -141,6 +144,39 @@ async def test_logout_revokes_the_session(api: Api) -> None:
         "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
     )
     assert_problem(again, 401)
+
+
+async def test_logout_ends_the_sessions_access_tokens_at_once(api: Api) -> None:
+    session = await api.user()
+    other = await api.login(Account(session.id, session.email, session.username, PASSWORD))
+    assert (await api.client.get("/api/v1/users/me", headers=session.headers)).status_code == 200
+
+    await api.client.post(
+        "/api/v1/auth/logout",
+        json={"refresh_token": session.refresh_token},
+        headers=session.headers,
+    )
+
+    ended = await api.client.get("/api/v1/users/me", headers=session.headers)
+    assert_problem(ended, 401, "not_authenticated")
+    # The same account's other login is another session, and stays open.
+    assert (await api.client.get("/api/v1/users/me", headers=other.headers)).status_code == 200
+
+
+async def test_refresh_token_reuse_ends_the_familys_access_tokens(api: Api) -> None:
+    victim = await api.user()
+    first = victim.refresh_token
+    rotated = await api.client.post("/api/v1/auth/refresh", json={"refresh_token": first})
+    fresh_access = {"Authorization": f"Bearer {rotated.json()['access_token']}"}
+    elsewhere = await api.login(Account(victim.id, victim.email, victim.username, PASSWORD))
+    assert (await api.client.get("/api/v1/users/me", headers=fresh_access)).status_code == 200
+
+    reuse = await api.client.post("/api/v1/auth/refresh", json={"refresh_token": first})
+
+    assert_problem(reuse, 401)
+    for headers in (victim.headers, fresh_access):
+        assert_problem(await api.client.get("/api/v1/users/me", headers=headers), 401)
+    assert (await api.client.get("/api/v1/users/me", headers=elsewhere.headers)).status_code == 200
 
 
 async def test_logout_with_someone_elses_refresh_token_is_refused(api: Api) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def admin_headers(fuzz_container: Container) -> dict[str, str]:
         )
         # Connections opened on this loop must not be reused on the fuzzer's loop.
         await fuzz_container.database.engine.dispose()
-        return fuzz_container.tokens.issue_access(user.id, user.session_version).token
+        return fuzz_container.tokens.issue_access(user.id, user.session_version, uuid.uuid4()).token
 
     return {"Authorization": f"Bearer {asyncio.run(make_admin())}"}
 

@@ -68,6 +68,9 @@ class AccessClaims:
     user_id: uuid.UUID
     session_version: int
     token_id: uuid.UUID
+    # The session (refresh-token family) it was issued for; None in tokens issued
+    # before access tokens carried it.
+    family_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +100,15 @@ class TokenCodec:
         self._clock = clock
         self._verified: OrderedDict[str, tuple[AccessClaims, float]] = OrderedDict()
 
-    def issue_access(self, user_id: uuid.UUID, session_version: int) -> IssuedToken:
-        return self._issue("access", user_id, self.access_lifetime, {"ver": session_version})
+    def issue_access(
+        self, user_id: uuid.UUID, session_version: int, family_id: uuid.UUID
+    ) -> IssuedToken:
+        return self._issue(
+            "access",
+            user_id,
+            self.access_lifetime,
+            {"ver": session_version, "fam": str(family_id)},
+        )
 
     def issue_refresh(self, user_id: uuid.UUID, family_id: uuid.UUID) -> IssuedToken:
         return self._issue("refresh", user_id, self.refresh_lifetime, {"fam": str(family_id)})
@@ -142,6 +152,7 @@ class TokenCodec:
                 user_id=_uuid(decoded["sub"]),
                 session_version=_int(decoded["ver"]),
                 token_id=_uuid(decoded["jti"]),
+                family_id=_uuid(decoded["fam"]) if "fam" in decoded else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise Unauthorized("The token is malformed.") from exc

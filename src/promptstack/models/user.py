@@ -89,6 +89,9 @@ class UserSnapshot(BaseModel):
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
+    # Sessions (refresh-token families) ended within an access token's lifetime: their
+    # access tokens are refused although their signatures still verify.
+    ended_sessions: tuple[uuid.UUID, ...] = ()
 
     @classmethod
     def of(cls, user: User) -> UserSnapshot:

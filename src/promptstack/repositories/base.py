@@ -16,6 +16,23 @@ from promptstack.core.pagination import Cursor, Page, PageRequest
 
 ModelT = TypeVar("ModelT", bound=Base)
 
+_CHANGED_USERS = "changed_users"
+
+
+def changed_users(session: AsyncSession | Any) -> set[uuid.UUID]:
+    """The users this transaction changed, whose cached snapshots go once it commits.
+
+    ORM changes to users are noted by a flush hook (unit_of_work); a bulk statement that
+    changes what a snapshot shows notes its user here itself.
+    """
+    users: set[uuid.UUID] = session.info.setdefault(_CHANGED_USERS, set())
+    return users
+
+
+def take_changed_users(session: AsyncSession) -> set[uuid.UUID]:
+    users: set[uuid.UUID] = session.info.pop(_CHANGED_USERS, set())
+    return users
+
 
 class Repository(Generic[ModelT]):
     model: type[ModelT]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
@@ -33,6 +34,7 @@ from promptstack.repositories.auth import (
     LoginFailureRepository,
     RefreshTokenRepository,
 )
+from promptstack.repositories.base import changed_users, take_changed_users
 from promptstack.repositories.inbox import InboxRepository
 from promptstack.repositories.jobs import JobRepository
 from promptstack.repositories.notifications import NotificationRepository
@@ -123,7 +125,7 @@ class UnitOfWork:
             except IntegrityError as error:
                 await self.session.rollback()
                 raise _conflict() from error
-            changed = self.session.info.pop(_CHANGED_USERS, None)
+            changed = take_changed_users(self.session)
             if changed and self._user_snapshots is not None:
                 await self._user_snapshots.invalidate(*(str(user_id) for user_id in changed))
         finally:
@@ -152,9 +154,13 @@ class UnitOfWorkFactory:
         *,
         clock: Clock | None = None,
         ids: IdSource | None = None,
+        session_window: timedelta = timedelta(minutes=15),
     ) -> None:
         self.database = database
         self.user_snapshots = user_snapshots
+        # How long an access token lives: sessions ended longer ago than that have no
+        # live access token left to refuse.
+        self.session_window = session_window
         self.clock = clock or SystemClock()
         self.ids = ids or RandomIds()
         self._event_listeners: list[Callable[[], None]] = []
@@ -184,14 +190,16 @@ class UnitOfWorkFactory:
 
         async def load() -> UserSnapshot | None:
             async with self(read_only=True) as uow:
-                return await uow.users.snapshot(user_id)
+                user = await uow.users.snapshot(user_id)
+                if user is None:
+                    return None
+                since = self.clock.now() - self.session_window
+                ended = await uow.refresh_tokens.families_revoked_since(user_id, since)
+                return user.model_copy(update={"ended_sessions": ended}) if ended else user
 
         if self.user_snapshots is None:
             return await load()
         return await self.user_snapshots.get_or_load(str(user_id), load)
-
-
-_CHANGED_USERS = "changed_users"
 
 
 @event.listens_for(Session, "before_flush")
@@ -201,7 +209,7 @@ def _note_changed_users(session: Session, _context: object, _instances: object) 
     Only changes made through the ORM are seen; a bulk UPDATE of users would have to
     invalidate by itself.
     """
-    changed: set[uuid.UUID] = session.info.setdefault(_CHANGED_USERS, set())
+    changed = changed_users(session)
     for entity in (*session.new, *session.dirty, *session.deleted):
         if isinstance(entity, User):
             changed.add(entity.id)

@@ -195,5 +195,6 @@ def _cache_and_limiter(settings: Settings) -> tuple[Cache, FailOpenLimiter]:
         shared=RedisCache(client),
         breaker=breaker,
         namespace=settings.cache_namespace,
+        replay_interval=settings.redis_recovery_seconds,
     )
     return cache, FailOpenLimiter(RedisRateLimiter(client, settings.cache_namespace), breaker)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -12,8 +11,10 @@ from pydantic import BaseModel
 from promptstack.core import cache as cache_module
 from promptstack.core.cache import Cache, MemoryCache, RedisCache, redis_client
 from promptstack.core.metrics import CACHE_ERRORS
+from promptstack.core.rate_limit import FailOpenLimiter, Quota, RedisRateLimiter
 from promptstack.core.resilience import CircuitBreaker
 from tests.redis_server import RedisServer
+from tests.support import eventually
 
 
 class Doc(BaseModel):
@@ -30,7 +31,11 @@ class FakeClock:
 
 @asynccontextmanager
 async def process_cache(
-    url: str, namespace: str, clock: Callable[[], float] | None = None
+    url: str,
+    namespace: str,
+    clock: Callable[[], float] | None = None,
+    *,
+    replay_interval: float = 5.0,
 ) -> AsyncIterator[Cache]:
     """What one process builds: its own first level and breaker, the shared Redis."""
     breaker = CircuitBreaker(
@@ -44,20 +49,12 @@ async def process_cache(
         shared=RedisCache(redis_client(url, timeout=5.0)),
         breaker=breaker,
         namespace=namespace,
+        replay_interval=replay_interval,
     )
     try:
         yield cache
     finally:
         await cache.aclose()
-
-
-async def eventually(condition: Callable[[], object], attempts: int = 200) -> None:
-    """Poll a condition that another process makes true; give up after a bound."""
-    for _ in range(attempts):
-        if await condition():  # type: ignore[misc]
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never became true")
 
 
 async def test_a_value_set_in_one_process_is_read_in_another(
@@ -156,6 +153,64 @@ async def test_redis_outage_is_a_miss_and_recovery_starts_clean(
         assert cache.status == "up"
         assert await docs.get("3") == Doc(title="after")
         assert await docs.get("1") is None  # the delete made during the outage was replayed
+
+
+async def test_missed_deletes_are_replayed_when_another_component_closes_the_breaker(
+    redis_server: RedisServer, cache_namespace: str
+) -> None:
+    """The rate limiter shares the breaker and usually makes the first call after an
+    outage; its success must still bring the cache's missed deletions to Redis."""
+    clock = FakeClock()
+    async with (
+        process_cache(redis_server.url, cache_namespace, clock) as cache,
+        process_cache(redis_server.url, cache_namespace) as other,
+    ):
+        await cache.region("docs", Doc, 60).set("1", Doc(title="before"))
+        redis_server.stop()
+        await cache.region("docs", Doc, 60).invalidate("1")  # refused: nothing reached Redis
+        assert cache.pending_deletes == 1
+        redis_server.start()
+        stale = other.region("docs", Doc, 60)
+        await stale.set("1", Doc(title="stale copy"))
+        assert cache.shared is not None
+        assert cache.breaker is not None
+        limiter = FailOpenLimiter(
+            RedisRateLimiter(cache.shared.client, cache_namespace), cache.breaker
+        )
+        clock.now += 5.0
+
+        assert await limiter.hit("caller", Quota(10, 10)) is not None  # the probe, from Redis
+        assert cache.breaker.state == "closed"
+
+        async def replayed() -> bool:
+            return cache.pending_deletes == 0 and await stale.get("1") is None
+
+        await eventually(replayed)
+
+
+async def test_an_idle_cache_replays_its_missed_deletes_by_itself(
+    redis_server: RedisServer, cache_namespace: str
+) -> None:
+    """No call at all after the outage: the replay still happens, once the breaker
+    admits a probe."""
+    clock = FakeClock()
+    async with (
+        process_cache(redis_server.url, cache_namespace, clock, replay_interval=0.05) as cache,
+        process_cache(redis_server.url, cache_namespace) as other,
+    ):
+        redis_server.stop()
+        await cache.region("docs", Doc, 60).invalidate("1")
+        redis_server.start()
+        stale = other.region("docs", Doc, 60)
+        await stale.set("1", Doc(title="stale copy"))
+        assert cache.pending_deletes == 1  # still open: the breaker refuses the replays
+
+        clock.now += 5.0
+
+        async def replayed() -> bool:
+            return cache.pending_deletes == 0 and await stale.get("1") is None
+
+        await eventually(replayed)
 
 
 async def test_an_unreachable_redis_never_raises(cache_namespace: str) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
 from tests.redis_server import RedisServer
-from tests.support import Api
+from tests.support import Api, eventually
 
 ME = "/api/v1/users/me"
 
@@ -50,10 +49,11 @@ async def test_requests_survive_a_redis_outage(api: Api, redis_server: RedisServ
     assert state["checks"]["database"]["status"] == "up"
 
     redis_server.start()
-    for _ in range(300):
-        if (await readiness(api))["status"] == "healthy":
-            break
-        await asyncio.sleep(0.02)  # polling until the breaker admits a probe
+
+    async def healthy() -> bool:
+        return bool((await readiness(api))["status"] == "healthy")
+
+    await eventually(healthy, what="readiness healthy once the breaker admits a probe")
     me = await api.client.get(ME, headers=account.headers)
     assert me.json()["full_name"] == "Offline"
     assert me.headers["ratelimit-limit"] == "1000"

@@ -140,8 +140,14 @@ class Cache:
     and are announced on a pub/sub channel, and every other process drops its copy, so
     a change made anywhere is seen everywhere within the time Redis takes to deliver a
     message. A message can be lost only while Redis is unreachable, and then the first
-    level is bypassed and cleared when Redis returns, so staleness never outlives an
-    outage plus the local time-to-live.
+    level is bypassed, and cleared when Redis returns.
+
+    Deletions that fail are remembered and replayed as soon as Redis answers again:
+    when the shared breaker closes, whichever component's call closed it, on this
+    cache's next successful call, and by a background task every `replay_interval`
+    seconds for as long as any are pending, so a process that goes quiet still catches
+    up. Another process's stale copy therefore lives no longer than the outage plus
+    `replay_interval`.
     """
 
     def __init__(
@@ -153,6 +159,7 @@ class Cache:
         breaker: CircuitBreaker | None = None,
         namespace: str = "promptstack",
         error_log_interval: float = 30.0,
+        replay_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.local = local
@@ -169,6 +176,11 @@ class Cache:
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._closing = False
+        self.replay_interval = replay_interval
+        self._replayer: asyncio.Task[None] | None = None
+        self._replay_now = asyncio.Event()
+        if breaker is not None:
+            breaker.on_close(self._redis_is_back)
 
     @property
     def status(self) -> CacheStatus:
@@ -210,12 +222,14 @@ class Cache:
         done = await self._shared(lambda shared: shared.delete(list(keys)), ok=True)
         if done:
             await self._announce({"keys": list(keys)})
-        elif len(self._pending_deletes) < _PENDING_DELETES_KEPT:
+            return
+        if len(self._pending_deletes) < _PENDING_DELETES_KEPT:
             self._pending_deletes.update(keys)
         else:
             # Too much to remember key by key: drop the whole namespace on recovery.
             self._pending_deletes.clear()
             self._pending_prefixes.add(f"{self.namespace}:")
+        self._keep_replaying()
 
     async def delete_prefix(self, prefix: str) -> None:
         await self.local.delete_prefix(prefix)
@@ -226,6 +240,7 @@ class Cache:
             await self._announce({"prefix": prefix})
         else:
             self._pending_prefixes.add(prefix)
+            self._keep_replaying()
 
     async def single_flight(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
         """Run `load` once for concurrent callers of the same key in this process."""
@@ -261,7 +276,6 @@ class Cache:
             result = await operation(shared)
             return ok if ok is not None else result
 
-        was_down = self.status == "down"
         try:
             result = await (self.breaker.call(call) if self.breaker else call())
         except CircuitOpen:
@@ -270,13 +284,24 @@ class Cache:
             CACHE_ERRORS.labels(backend="redis").inc()
             self._log_failure(exc)
             return None
-        if was_down:
-            await self._recovered()
+        if self._pending_deletes or self._pending_prefixes:
+            await self._replay()
         return result
 
-    async def _recovered(self) -> None:
-        """Redis is back: what happened meanwhile may have been missed, so start clean."""
+    def _redis_is_back(self) -> None:
+        """The shared breaker closed: messages may have been missed, so start clean, and
+        replay the deletions at once rather than at this cache's next call."""
         self.local.clear()
+        self._replay_now.set()
+
+    @property
+    def pending_deletes(self) -> int:
+        """Deletions (keys and prefixes) waiting for Redis to come back."""
+        return len(self._pending_deletes) + len(self._pending_prefixes)
+
+    async def _replay(self) -> None:
+        """Send the deletions that failed. Each is taken before it is tried, so
+        concurrent replays never repeat one, and one that fails again is remembered."""
         deletes, prefixes = list(self._pending_deletes), list(self._pending_prefixes)
         self._pending_deletes.clear()
         self._pending_prefixes.clear()
@@ -284,7 +309,21 @@ class Cache:
             await self.delete(*deletes)
         for prefix in prefixes:
             await self.delete_prefix(prefix)
-        log.info("cache_recovered", replayed_deletes=len(deletes), replayed_prefixes=len(prefixes))
+        log.info("cache_replayed", deletes=len(deletes), prefixes=len(prefixes))
+
+    def _keep_replaying(self) -> None:
+        if self._closing or (self._replayer is not None and not self._replayer.done()):
+            return
+        self._replayer = asyncio.get_running_loop().create_task(
+            self._replay_until_done(), name="cache-delete-replayer"
+        )
+
+    async def _replay_until_done(self) -> None:
+        while (self._pending_deletes or self._pending_prefixes) and not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._replay_now.wait(), timeout=self.replay_interval)
+            self._replay_now.clear()
+            await self._replay()
 
     def _log_failure(self, exc: BaseException) -> None:
         if self._failure_log.ready():
@@ -351,6 +390,10 @@ class Cache:
 
     async def aclose(self) -> None:
         self._closing = True
+        if self._replayer is not None:
+            self._replayer.cancel()
+            await asyncio.wait({self._replayer}, timeout=2.0)
+            self._replayer = None
         if self._listener is not None:
             self._listener.cancel()
             # Bounded: the listener also checks `_closing`, should a cancellation be lost.

@@ -141,11 +141,21 @@ class CircuitBreaker:
         self._probes_in_flight = 0
         self._probe_successes = 0
         self._opened_at = 0.0
+        self._on_close: list[Callable[[], None]] = []
         CIRCUIT_STATE.labels(breaker=name).set(_GAUGE_VALUE[CircuitState.CLOSED])
 
     @property
     def state(self) -> CircuitState:
         return self._state
+
+    def on_close(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever the breaker closes after an outage.
+
+        Several components may share one breaker (the cache and the rate limiter share
+        Redis's); whichever call closes it, every one of them learns the dependency is
+        back, and can catch up on what it could not do meanwhile.
+        """
+        self._on_close.append(listener)
 
     def snapshot(self) -> BreakerSnapshot:
         return BreakerSnapshot(
@@ -228,6 +238,12 @@ class CircuitBreaker:
         CIRCUIT_TRANSITIONS.labels(breaker=self.name, state=state.value).inc()
         level = log.warning if state is CircuitState.OPEN else log.info
         level("circuit_breaker_transition", breaker=self.name, state=state.value)
+        if state is CircuitState.CLOSED:
+            for listener in self._on_close:
+                try:
+                    listener()
+                except Exception:
+                    log.exception("circuit_breaker_listener_failed", breaker=self.name)
 
 
 @dataclass(frozen=True, slots=True)

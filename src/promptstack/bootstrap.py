@@ -16,6 +16,7 @@ from promptstack.core.clock import Clock, SystemClock
 from promptstack.core.database import Database
 from promptstack.core.email import Mailer, build_mailer
 from promptstack.core.ids import IdSource, RandomIds
+from promptstack.core.logging import get_logger
 from promptstack.core.rate_limit import (
     FailOpenLimiter,
     MemoryRateLimiter,
@@ -48,6 +49,8 @@ from promptstack.services.notifications import NotificationService
 from promptstack.tasks.executor import Executor, build_executor
 from promptstack.tasks.registry import load_job_modules
 from promptstack.tasks.runner import JobRunner
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,12 @@ def bootstrap(
     mailer: Mailer | None = None,
 ) -> Container:
     settings = settings or Settings()
+    if settings.uses_default_secret and settings.environment == "development":
+        log.warning(
+            "insecure_secret_key",
+            detail="SECRET_KEY is the public default: anyone can forge this service's "
+            "tokens. Fine on a laptop; set a random SECRET_KEY anywhere else.",
+        )
     clock = clock or SystemClock()
     ids = ids or RandomIds()
     database = Database(settings)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
+from promptstack.bootstrap import bootstrap
 from promptstack.core.settings import DEFAULT_SECRET_KEY, Settings
 
 
@@ -27,6 +29,7 @@ def _settings() -> Settings:
     return Settings(_env_file=None)
 
 
+@pytest.mark.parametrize("environment", ["staging", "production"])
 @pytest.mark.parametrize(
     "secret",
     [
@@ -36,15 +39,15 @@ def _settings() -> Settings:
         pytest.param("", id="empty"),
     ],
 )
-def test_production_refuses_an_unsafe_secret_key(
-    monkeypatch: pytest.MonkeyPatch, secret: str | None
+def test_deployments_refuse_an_unsafe_secret_key(
+    monkeypatch: pytest.MonkeyPatch, secret: str | None, environment: str
 ) -> None:
-    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("ENVIRONMENT", environment)
     if secret is not None:
         monkeypatch.setenv("SECRET_KEY", secret)
     with pytest.raises(ValidationError, match="SECRET_KEY") as caught:
         _settings()
-    assert "production" in str(caught.value)
+    assert environment in str(caught.value)
 
 
 def test_production_accepts_a_long_random_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,12 +61,33 @@ def test_production_accepts_a_long_random_secret_key(monkeypatch: pytest.MonkeyP
     assert secret not in repr(settings)
 
 
-@pytest.mark.parametrize("environment", ["development", "test", "staging"])
-def test_the_default_secret_key_is_allowed_outside_production(
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_the_default_secret_key_is_allowed_only_in_development_and_test(
     monkeypatch: pytest.MonkeyPatch, environment: str
 ) -> None:
     monkeypatch.setenv("ENVIRONMENT", environment)
     assert _settings().secret_key.get_secret_value() == DEFAULT_SECRET_KEY
+
+
+async def test_development_on_the_default_key_warns_loudly(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db")  # type: ignore[call-arg]
+    with capture_logs() as logs:
+        container = bootstrap(settings)
+    await container.aclose()
+    warnings = [entry for entry in logs if entry["event"] == "insecure_secret_key"]
+    assert [entry["log_level"] for entry in warnings] == ["warning"]
+
+
+async def test_a_real_key_in_development_draws_no_warning(tmp_path: Path) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db",
+        secret_key=secrets.token_urlsafe(48),
+    )
+    with capture_logs() as logs:
+        container = bootstrap(settings)
+    await container.aclose()
+    assert not [entry for entry in logs if entry["event"] == "insecure_secret_key"]
 
 
 def test_development_needs_no_configuration_at_all() -> None:

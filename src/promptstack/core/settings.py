@@ -161,6 +161,16 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # The request line and headers, bounded before the app sees them (the server's
+    # protocol enforces these): in all, per line, and the time a client may take.
+    max_request_head_bytes: int = Field(default=65_536, ge=1024, le=16 * 1_048_576)
+    max_request_header_line_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    request_head_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    # /metrics answers only a bearer of this token or a client in these networks, when
+    # either is set; the interactive docs (/docs, /redoc, /openapi.json) can be turned off.
+    metrics_token: SecretStr | None = None
+    metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    docs_enabled: bool = True
     prometheus_multiproc_dir: Path | None = None
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = "promptstack"
@@ -170,7 +180,12 @@ class Settings(BaseSettings):
     feature_flags: Annotated[dict[FlagName, FlagRule], NoDecode] = Field(default_factory=dict)
 
     @field_validator(
-        "trusted_proxies", "cors_origins", "allowed_hosts", "job_modules", mode="before"
+        "trusted_proxies",
+        "cors_origins",
+        "allowed_hosts",
+        "job_modules",
+        "metrics_allowed_networks",
+        mode="before",
     )
     @classmethod
     def _split_list(cls, value: object) -> object:
@@ -184,7 +199,7 @@ class Settings(BaseSettings):
         """`CELERY_BROKER_URL=` (as in a copied .env) means no broker, not a broker at ''."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_allowed_networks")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         for network in value:
@@ -204,17 +219,23 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _production_needs_a_real_secret(self) -> Settings:
-        if self.environment != "production":
+    def _deployments_need_a_real_secret(self) -> Settings:
+        """The default key is public: anyone could sign tokens with it. Only a developer's
+        machine and the tests may run on it."""
+        if self.environment in ("development", "test"):
             return self
         secret = self.secret_key.get_secret_value()
         if secret == DEFAULT_SECRET_KEY or len(secret) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(
                 "SECRET_KEY must be set to a random value of at least "
-                f"{MIN_SECRET_KEY_LENGTH} characters in production "
+                f"{MIN_SECRET_KEY_LENGTH} characters in {self.environment} "
                 '(for example: python -c "import secrets; print(secrets.token_urlsafe(48))")'
             )
         return self
+
+    @property
+    def uses_default_secret(self) -> bool:
+        return self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY
 
     @property
     def relays_in_process(self) -> bool:

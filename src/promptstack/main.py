@@ -75,8 +75,12 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         version=__version__,
         description="A production-grade backend for AI-powered products.",
         lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        # No redirects from /path/ to /path: they would be built from the client's Host
+        # header. A trailing slash is simply a path that does not exist.
+        redirect_slashes=False,
         # FastAPI traces requests natively when given a provider; without one, nothing.
         telemetry={"tracer_provider": tracing, "metrics": False, "logs": False}
         if tracing is not None

@@ -6,6 +6,7 @@ context variables across the call.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import time
@@ -108,10 +109,15 @@ class RequestContextMiddleware:
 
 
 _SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+# Any other method string is counted as "other": a label value per invented method
+# would let a client create time series without bound.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _observe(method: str, route: str, status: int, elapsed: float) -> None:
     """Count and time a request; the labelled series are looked up once, then kept."""
+    if method not in _KNOWN_METHODS:
+        method = "other"
     series = _SERIES.get((method, route, status))
     if series is None:
         series = _SERIES[(method, route, status)] = (
@@ -282,7 +288,9 @@ class TrustedHostMiddleware:
             await self.app(scope, receive, send)
             return
         host = _host_name(header(scope, b"host") or "")
-        if host in self.exact or (self.suffixes and host.endswith(self.suffixes)):
+        if host is not None and (
+            host in self.exact or (self.suffixes and host.endswith(self.suffixes))
+        ):
             await self.app(scope, receive, send)
             return
         response = problem_response(
@@ -295,12 +303,28 @@ class TrustedHostMiddleware:
         await response(scope, receive, send)
 
 
-def _host_name(header: str) -> str:
-    """The name in a Host header, without its port; IPv6 literals keep no brackets."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1 : header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+_HOST = re.compile(
+    r"(?P<name>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.?"
+    r"|\[(?P<ipv6>[0-9a-f:.]+)\])(?::[0-9]{1,5})?"
+)
+
+
+def _host_name(header: str) -> str | None:
+    """The name in a Host header, without its port (IPv6 literals without brackets), or
+    None when the value is not a host name at all.
+
+    Matching a suffix against anything else would let `evil.com?.example.org` through.
+    """
+    match = _HOST.fullmatch(header.strip().lower())
+    if match is None:
+        return None
+    ipv6 = match["ipv6"]
+    if ipv6 is not None:
+        try:
+            return str(ipaddress.IPv6Address(ipv6))
+        except ValueError:
+            return None
+    return match["name"].rstrip(".")
 
 
 class BodyLimitMiddleware:

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from promptstack.core.errors import AppError
 
@@ -28,6 +29,18 @@ class Problem(BaseModel):
     detail: str
     code: str
     request_id: str | None = None
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str | None = None
+
+
+class ValidationProblem(Problem):
+    """A 422: every field that failed, each with where it is and why."""
+
+    errors: list[FieldError]
 
 
 def problem_type(code: str) -> str:
@@ -120,19 +133,90 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else phrase
     if exc.status_code == 404:
         detail = f"There is nothing at {request.url.path}."
-    elif exc.status_code == 405:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}."
+        headers["Allow"] = _allowed_methods(request)
     return problem_response(
         _request_id(request),
         status=exc.status_code,
         code=code,
         title=phrase,
         detail=detail,
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path.
+
+    Starlette's 405 names only the methods of the first route whose path matched, and
+    one path is often served by several routes (GET, PATCH and DELETE of /users/me).
+    """
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+# Asked one by one: routes answer "does this request match", not "which methods are here".
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    _document_problems(app)
+
+
+_UNDECODABLE_BODY = "The body could not be decoded (not UTF-8, or a malformed form)"
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the handlers above really send.
+
+    FastAPI documents every 422 as its own `application/json` shape, adds
+    `application/json` beside every declared error, and never documents the 400 it
+    answers when a body does not decode. Here every error is
+    `application/problem+json` only (a `ValidationProblem` for 422), and every
+    operation with a body gains its 400.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Problem, ValidationProblem):
+            found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(found.pop("$defs", {}))
+            schemas[model.__name__] = found
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, response in responses.items():
+                    if status.isdigit() and int(status) >= 400:
+                        model = "ValidationProblem" if status == "422" else "Problem"
+                        response["content"] = _problem_content(model)
+                if "requestBody" in operation and "400" not in responses:
+                    responses["400"] = {
+                        "description": _UNDECODABLE_BODY,
+                        "content": _problem_content("Problem"),
+                    }
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problem_content(model: str) -> dict[str, Any]:
+    return {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model}"}}}

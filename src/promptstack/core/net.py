@@ -17,7 +17,7 @@ def client_address(
     """
     if not peer:
         return "unknown"
-    if not forwarded_for or not _is_trusted(peer, trusted):
+    if not forwarded_for or not address_in(peer, trusted):
         return peer
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     address = peer
@@ -27,14 +27,15 @@ def client_address(
         except ValueError:
             return address
         address = hop
-        if not _is_trusted(hop, trusted):
+        if not address_in(hop, trusted):
             return hop
     return address
 
 
-def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+def address_in(address: str, networks: tuple[Network, ...]) -> bool:
+    """Whether `address` is an IP address inside one of `networks` (False if not an IP)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in network for network in trusted)
+    return any(ip in network for network in networks)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from promptstack.api.dependencies.services import ContainerDep
 from promptstack.bootstrap import Container
 from promptstack.core import metrics
+from promptstack.core.errors import Forbidden
+from promptstack.core.net import address_in, client_address
+from promptstack.core.settings import Settings
 
 router = APIRouter(tags=["health"])
 
@@ -93,12 +97,41 @@ async def _probe(check: Callable[[], Awaitable[None]]) -> str | None:
     return None
 
 
+class MetricsForbidden(Forbidden):
+    code = "metrics_forbidden"
+    title = "Metrics are restricted"
+
+
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(container: ContainerDep) -> Response:
+async def prometheus_metrics(request: Request, container: ContainerDep) -> Response:
+    _check_metrics_access(request, container.settings)
     _observe_pools(container)
     await _observe_tables(container)
     body, content_type = metrics.render(container.settings.prometheus_multiproc_dir)
     return Response(body, media_type=content_type)
+
+
+def _check_metrics_access(request: Request, settings: Settings) -> None:
+    """With METRICS_TOKEN or METRICS_ALLOWED_NETWORKS set, only a scraper that presents
+    the token or comes from those networks reads the metrics; with neither, anyone."""
+    token = settings.metrics_token
+    networks = settings.metrics_allowed_networks
+    if token is None and not networks:
+        return
+    if token is not None:
+        scheme, _, presented = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            presented.strip().encode(), token.get_secret_value().encode()
+        ):
+            return
+    if networks:
+        peer = request.client.host if request.client else None
+        address = client_address(
+            peer, request.headers.get("x-forwarded-for"), settings.trusted_proxy_networks
+        )
+        if address_in(address, settings.metrics_networks):
+            return
+    raise MetricsForbidden("Metrics are served only to the configured scrapers.")
 
 
 async def _observe_tables(container: Container) -> None:

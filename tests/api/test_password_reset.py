@@ -120,11 +120,17 @@ async def test_change_password_needs_the_current_one_and_ends_sessions(api: Api)
 
 async def test_verification_can_be_requested_again(api: Api) -> None:
     account = await api.register()
+    first = await api.token_from_mail(account.email, "Confirm this address")
     response = await api.client.post(
         "/api/v1/auth/verify-email/request", json={"email": account.email}
     )
     assert response.status_code == 202
+    verification_mails = [
+        body for body in await api.mails_to(account.email) if "Confirm this address" in body
+    ]
+    assert len(verification_mails) == 2  # registration's, and the one asked for again
     token = await api.token_from_mail(account.email, "Confirm this address")
+    assert token != first
     assert (
         await api.client.post("/api/v1/auth/verify-email", json={"token": token})
     ).status_code == 204

@@ -40,6 +40,26 @@ async def test_keys_do_not_share_buckets(shared_redis_url: str, cache_namespace:
     assert (first.allowed, second.allowed, again.allowed) == (True, True, False)
 
 
+async def test_redis_bucket_refills_at_its_rate(
+    shared_redis_url: str, cache_namespace: str
+) -> None:
+    """The bucket's last update is moved back in Redis, as if time had passed on Redis's
+    own clock: exactly the tokens that time earns come back, no more."""
+    quota = Quota(capacity=3, per_minute=60)  # one token a second
+    client = redis_client(shared_redis_url, 1.0)
+    limiter = RedisRateLimiter(client, cache_namespace)
+    key = f"{cache_namespace}:ratelimit:user:7"
+    try:
+        drained = [(await limiter.hit("user:7", quota)).allowed for _ in range(4)]
+        seconds, micros = await client.time()
+        await client.hset(key, "at", str(seconds * 1000 + micros // 1000 - 2_000))
+        after_two_seconds = [(await limiter.hit("user:7", quota)).allowed for _ in range(3)]
+    finally:
+        await client.aclose()
+    assert drained == [True, True, True, False]
+    assert after_two_seconds == [True, True, False]
+
+
 async def test_memory_bucket_refills_with_time() -> None:
     now = [0.0]
     limiter = MemoryRateLimiter(clock=lambda: now[0])

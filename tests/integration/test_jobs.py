@@ -28,6 +28,7 @@ from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.pagination import PageRequest
 from promptstack.core.settings import Settings
 from promptstack.models.job import UNFINISHED, Job, JobState
+from promptstack.services.jobs import Busy
 from promptstack.tasks.inprocess import InProcessExecutor
 from tests.celery_worker import WorkerProcess
 from tests.conftest import empty_postgres, make_settings, unavailable
@@ -315,6 +316,30 @@ async def test_a_job_dispatched_twice_runs_once(harness: Harness) -> None:
     assert job.attempts == 1
     assert marks(harness.marks, job_id, "started") == [1]
     assert marks(harness.marks, job_id, "finished") == [1]
+    assert await harness.effects() == 1
+
+
+async def test_a_job_that_outlives_its_lease_keeps_it(harness: Harness) -> None:
+    gate = harness.gate()
+    job_id = await harness.submit("test.gated", gate=str(gate))
+    first = await harness.wait(job_id, lambda job: job.current == 1, "step 1")
+    assert first.locked_until is not None
+
+    # Renewed at time t, a lease ends at t + LEASE_SECONDS; one that ends beyond this was
+    # renewed after the lease of step 1 had ended: the job outlived that lease.
+    beyond = first.locked_until + timedelta(seconds=LEASE_SECONDS)
+    await harness.wait(
+        job_id,
+        lambda job: job.locked_until is not None and job.locked_until > beyond,
+        "a renewed lease",
+    )
+    assert isinstance(await harness.container.jobs.claim(job_id), Busy)
+    gate.touch()
+
+    job = await harness.finished(job_id)
+    assert job.state is JobState.SUCCESS, job.error
+    assert job.attempts == 1
+    assert marks(harness.marks, job_id, "started") == [1]
     assert await harness.effects() == 1
 
 

@@ -56,7 +56,9 @@ async def test_lock_lifts_when_the_window_passes(api: Api, clock: FrozenClock) -
     account = await api.register()
     for _ in range(3):
         await _fail(api, account.username)
-    clock.advance(timedelta(minutes=10, seconds=1))
+    clock.advance(timedelta(minutes=9, seconds=59))
+    assert await _fail(api, account.username) == 429  # still locked just before the end
+    clock.advance(timedelta(seconds=2))
     await api.login(account)
 
 

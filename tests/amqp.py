@@ -1,5 +1,6 @@
 """RabbitMQ for tests: reachability, a namespace's topology, a broker client for looking
-inside queues, a TCP proxy that can cut the service off the broker, and polling."""
+inside queues and making one refuse messages, and a TCP proxy that can cut the service
+off the broker or stall the traffic between them."""
 
 from __future__ import annotations
 
@@ -107,6 +108,19 @@ class Broker:
                 taken.append(message)
         return taken
 
+    async def refusing_queue(self, queue: str, *, exchange: str, routing_key: str) -> None:
+        """Declare `queue`, full from the start and refusing more (`x-max-length` 0,
+        `x-overflow: reject-publish`), bound to `exchange`: the broker nacks every message
+        routed to it, even one it also delivered to another queue. It lasts until deleted
+        or until this client disconnects."""
+        async with self.channel() as channel:
+            declared = await channel.declare_queue(
+                queue,
+                exclusive=True,
+                arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
+            )
+            await declared.bind(exchange, routing_key=routing_key)
+
     async def delete_queue(self, queue: str) -> None:
         async with self.channel() as channel:
             await channel.queue_delete(queue)
@@ -129,10 +143,13 @@ async def delete_namespace(settings: Settings, consumers: Consumers) -> None:
 
 
 class TcpProxy:
-    """A TCP relay between the service and RabbitMQ that can be cut and restored.
+    """A TCP relay between the service and RabbitMQ that can be cut and restored, or
+    stalled and resumed.
 
     `cut` closes every connection through it (the client sees a reset) and stops
-    listening, so reconnecting is refused until `restore`, on the same port."""
+    listening, so reconnecting is refused until `restore`, on the same port. `stall`
+    keeps the connections open and forwards nothing either way: what the client sends
+    is taken and held, and no answer comes back, until `resume` forwards what was held."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -140,6 +157,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.connections = 0
 
     @classmethod
@@ -170,6 +189,12 @@ class TcpProxy:
     async def restore(self) -> None:
         await self.start()
 
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     async def aclose(self) -> None:
         await self.cut()
 
@@ -189,6 +214,7 @@ class TcpProxy:
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
             while data := await source.read(65536):
+                await self._flowing.wait()
                 sink.write(data)
                 await sink.drain()
         except OSError:

@@ -258,7 +258,7 @@ class KilledAfterPublishing:
 
     async def publish(self, envelopes: Sequence[Envelope]) -> PublishReport:
         report = await self.inner.publish(envelopes)
-        assert report.published, report
+        assert report.published == [envelope.id for envelope in envelopes], report
         raise ConnectionAbortedError("the relay died before marking the batch sent")
 
     async def aclose(self) -> None:

@@ -1,5 +1,6 @@
 """RabbitMQ's own failure modes: the broker out of reach while requests flow, a queue
-that vanished, a message that is not an event. Nothing recorded is ever lost."""
+that vanished, a publish the broker refuses or never confirms, a retry queue that
+vanished, a message that is not an event. Nothing recorded is ever lost."""
 
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.clock import FrozenClock
 from promptstack.core.events import Envelope, Event
 from promptstack.core.settings import Settings
-from promptstack.events.rabbitmq import DeadLetter, DeadLetters
+from promptstack.events.rabbitmq import (
+    DeadLetter,
+    DeadLetters,
+    dead_letter_queue_name,
+    exchange_name,
+    queue_name,
+    retry_delays_ms,
+    retry_queue_name,
+)
 from promptstack.events.relay import BrokerUnavailable
 from promptstack.models.audit import AuditEntry
 from promptstack.models.messaging import InboxEntry, OutboxMessage
@@ -116,11 +125,21 @@ async def readiness(api: Api) -> dict[str, Any]:
     return body
 
 
-def handled(consumer: str) -> float:
+def handled(consumer: str, result: str = "handled") -> float:
     value = REGISTRY.get_sample_value(
-        "promptstack_events_handled_total", {"consumer": consumer, "result": "handled"}
+        "promptstack_events_handled_total", {"consumer": consumer, "result": result}
     )
     return value or 0.0
+
+
+def deliveries(consumer: str) -> tuple[float, float]:
+    """How many deliveries `consumer` handled, and how many it found handled already."""
+    return handled(consumer), handled(consumer, "duplicate")
+
+
+async def beep_row(container: Container) -> OutboxMessage:
+    [row] = [r for r in await outbox_rows(container) if r.type == Beep.type]
+    return row
 
 
 async def test_events_wait_out_a_broker_outage_and_none_is_lost(
@@ -206,7 +225,7 @@ async def test_an_unroutable_event_is_retried_not_dropped(
 
     await record(container, 1)
     await container.relay.drain()
-    [row] = [r for r in await outbox_rows(container) if r.type == Beep.type]
+    row = await beep_row(container)
     assert row.published_at is None
     assert row.parked_at is None
     assert row.attempts == 1
@@ -214,7 +233,7 @@ async def test_an_unroutable_event_is_retried_not_dropped(
 
     clock.advance(timedelta(seconds=settings.event_retry_base_seconds * 2))
     await container.relay.drain()  # the publisher declared its consumers' queues again
-    [row] = [r for r in await outbox_rows(container) if r.type == Beep.type]
+    row = await beep_row(container)
     assert row.published_at is not None
     async with Broker(settings.amqp_url) as broker:
         assert await broker.depth(queue) == 1
@@ -222,6 +241,154 @@ async def test_an_unroutable_event_is_retried_not_dropped(
     assert container.broker_consumers is not None
     await container.broker_consumers.start()
     await eventually(lambda: _at_least(effect_count(container), 1), what="the effect")
+    assert await effect_count(container) == 1
+
+
+async def test_an_event_the_broker_refuses_is_sent_again_and_takes_effect_once(
+    container: Container, clock: FrozenClock, settings: Settings
+) -> None:
+    """A full queue that rejects publishes makes the broker nack the event: the relay
+    counts an attempt and sends it again after its delay. The broker delivered the
+    nacked message to the consumer's queue all the same, so the consumer gets it twice
+    and its inbox keeps the effect to one."""
+    container.consumers.on("test.refused", Beep, effect)
+    assert container.broker_consumers is not None
+    await container.broker_consumers.start()  # declares the exchange and the queues
+    before = deliveries("test.refused")
+    full = f"{settings.amqp_namespace}.full"
+    assert settings.amqp_url is not None
+    async with Broker(settings.amqp_url) as broker:
+        exchange = exchange_name(settings.amqp_namespace)
+        await broker.refusing_queue(full, exchange=exchange, routing_key=Beep.type)
+        await record(container, 1)
+        await container.relay.drain()
+        row = await beep_row(container)
+        assert (row.published_at, row.parked_at, row.attempts) == (None, None, 1)
+        assert "refused by RabbitMQ" in (row.last_error or "")
+
+        await broker.delete_queue(full)  # the cause is gone
+    clock.advance(timedelta(seconds=settings.event_retry_max_seconds))
+    await container.relay.drain()
+    row = await beep_row(container)
+    assert row.published_at is not None
+    assert row.attempts == 1
+
+    await eventually(
+        lambda: deliveries("test.refused") == (before[0] + 1, before[1] + 1),
+        what="the nacked copy and the one sent again",
+    )
+    assert await effect_count(container) == 1
+
+
+async def test_an_event_the_broker_keeps_refusing_is_parked(
+    container: Container, clock: FrozenClock, settings: Settings
+) -> None:
+    """Nacked on every attempt, an event ends parked after EVENT_MAX_ATTEMPTS with the
+    broker's refusal as its last error, and stays there."""
+    container.consumers.on("test.refused", Beep, effect)
+    assert container.broker_ping is not None
+    await container.broker_ping()  # the publisher declares the exchange and the queues
+    assert settings.amqp_url is not None
+    async with Broker(settings.amqp_url) as broker:
+        await broker.refusing_queue(
+            f"{settings.amqp_namespace}.full",
+            exchange=exchange_name(settings.amqp_namespace),
+            routing_key=Beep.type,
+        )
+        await record(container, 1)
+        for attempt in range(1, settings.event_max_attempts + 1):
+            await container.relay.drain()
+            row = await beep_row(container)
+            assert row.attempts == attempt
+            assert (row.parked_at is not None) == (attempt == settings.event_max_attempts)
+            clock.advance(timedelta(seconds=settings.event_retry_max_seconds))
+        await container.relay.drain()
+    row = await beep_row(container)
+    assert row.attempts == settings.event_max_attempts, "a parked event is not sent again"
+    assert row.published_at is None
+    assert "refused by RabbitMQ" in (row.last_error or "")
+    assert (await container.relay.backlog()).parked == 1
+
+
+async def test_an_event_whose_confirm_never_comes_is_sent_again_and_takes_effect_once(
+    container: Container, proxy: TcpProxy
+) -> None:
+    """The connection stays up but nothing comes back (a stalled network, a broker stuck
+    under memory pressure), so the publish times out waiting for its confirm. The event
+    is not at fault and the broker may well have it: the relay counts no attempt, sends
+    it again once the broker answers, and the inbox keeps the effect to one."""
+    container.consumers.on("test.unconfirmed", Beep, effect)
+    assert container.broker_consumers is not None
+    await container.broker_consumers.start()
+    assert container.broker_ping is not None
+    await container.broker_ping()
+    before = deliveries("test.unconfirmed")
+
+    proxy.stall()
+    try:
+        await record(container, 1)
+        with pytest.raises(BrokerUnavailable, match="did not confirm"):
+            await container.relay.drain()
+        row = await beep_row(container)
+        assert (row.published_at, row.parked_at, row.attempts) == (None, None, 0)
+    finally:
+        proxy.resume()
+    await container.relay.drain()
+    row = await beep_row(container)
+    assert row.published_at is not None
+    assert row.attempts == 0
+
+    await eventually(
+        lambda: deliveries("test.unconfirmed") == (before[0] + 1, before[1] + 1),
+        what="the unconfirmed copy and the one sent again",
+    )
+    assert await effect_count(container) == 1
+
+
+async def test_a_failed_delivery_that_cannot_reach_its_retry_queue_is_not_lost(
+    container: Container, settings: Settings
+) -> None:
+    """The retry queues are gone (an operator's mistake), so a failed delivery cannot be
+    moved to wait out its delay: the original goes back to the consumer's queue as it
+    was, however often that happens, and spends no attempt. Once the consumers restart
+    (declaring their queues again) it takes its attempts as usual."""
+    calls: list[int] = []
+
+    async def failing(event: Beep, envelope: Envelope, uow: UnitOfWork) -> None:
+        calls.append(event.n)
+        raise RuntimeError("the downstream service is down")
+
+    container.consumers.on("test.stranded", Beep, failing)
+    consumers = container.broker_consumers
+    assert consumers is not None
+    await consumers.start()
+    namespace = settings.amqp_namespace
+    queue = queue_name(namespace, "test.stranded")
+    dead = dead_letter_queue_name(namespace, "test.stranded")
+    assert settings.amqp_url is not None
+    async with Broker(settings.amqp_url) as broker:
+        for delay in retry_delays_ms(settings):
+            await broker.delete_queue(retry_queue_name(namespace, "test.stranded", delay))
+        await record(container, 1)
+        await container.relay.drain()
+
+        await eventually(
+            lambda: len(calls) > settings.event_max_attempts,
+            what="the delivery to come back and be tried again",
+        )
+        assert await broker.depth(dead) == 0, "a delivery that could not be moved is not dead"
+        await consumers.stop()
+        waiting = await eventually(lambda: broker.depth(queue), what="the message in its queue")
+        assert waiting == 1
+        tried = len(calls)
+
+        await consumers.start()
+        letters = DeadLetters(settings, "test.stranded")
+        [letter] = await eventually(letters.list, what="the delivery to be dead-lettered")
+        assert letter.attempts == settings.event_max_attempts
+        assert "downstream service is down" in (letter.error or "")
+        assert len(calls) - tried == settings.event_max_attempts, "each attempt handled once"
+        assert await broker.depth(queue) == 0
 
 
 async def test_a_message_that_is_not_an_event_is_dead_lettered_at_once(
@@ -353,7 +520,11 @@ async def test_dead_letters_are_listed_and_replayed_once_the_cause_is_fixed(
 
     broken = False
     assert await letters.replay(str(poisoned)) == 1
-    await eventually(lambda: effect_count(container), what="the replayed event's effect")
+
+    async def replayed_effect() -> bool:
+        return await effect_count(container) == 1
+
+    await eventually(replayed_effect, what="the replayed event's effect")
     assert [letter.event_id for letter in await letters.list()] == [str(other)]
     assert await letters.replay() == 1
     assert await letters.list() == []

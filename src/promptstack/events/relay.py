@@ -62,6 +62,8 @@ class Relay:
         self._listener: asyncio.Task[None] | None = None
         self._metrics_at = 0.0
         self._purged_at = 0.0
+        self._passes = 0
+        self._standing_by = False
         self._warn = Throttle(30.0)
         self._lease = _sqlite_lease(settings.database_url) if settings.is_sqlite else None
 
@@ -69,6 +71,18 @@ class Relay:
     def relaying(self) -> bool:
         """Whether this relay runs and, on SQLite, holds the lease to relay."""
         return self._task is not None and (self._lease is None or self._lease.held)
+
+    @property
+    def standing_by(self) -> bool:
+        """Whether this relay runs but found the lease held by another process (SQLite):
+        it looks again every poll interval and relays once that process stops."""
+        return self._task is not None and self._standing_by
+
+    @property
+    def passes(self) -> int:
+        """Passes this relay has made so far, each claiming what is due and publishing it:
+        one when woken, otherwise when the poll interval has passed."""
+        return self._passes
 
     def wake(self) -> None:
         self._wake.set()
@@ -171,9 +185,11 @@ class Relay:
         while not self._stopping.is_set():
             if self._lease is not None and not self._lease.acquire():
                 # Another process relays; look again now and then in case it stops.
+                self._standing_by = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.settings.outbox_poll_seconds)
                 continue
+            self._standing_by = False
             self._wake.clear()
             try:
                 claimed = await self.pump()
@@ -184,6 +200,7 @@ class Relay:
                 if self._warn.ready():
                     log.warning("outbox_relay_failed", error=repr(exc), failures=failures)
             await self._housekeeping()
+            self._passes += 1
             if claimed >= self.settings.outbox_batch_size:
                 continue
             delay = self.settings.outbox_poll_seconds
@@ -229,22 +246,34 @@ class Relay:
         import asyncpg  # noqa: PLC0415  (PostgreSQL only)
 
         dsn = make_url(self.settings.database_url).set(drivername="postgresql")
+        listened_before = False
         while not self._stopping.is_set():
             try:
                 connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
             except Exception as exc:
-                if self._warn.ready():
-                    log.warning("outbox_listen_failed", error=repr(exc))
+                self._listen_failed(exc)
                 await asyncio.sleep(MAX_BACKOFF_SECONDS / 6)
                 continue
             closed = asyncio.Event()
             connection.add_termination_listener(lambda *_, done=closed: done.set())
             try:
                 await connection.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+                if listened_before:
+                    # A NOTIFY sent while no one listened is lost: look once now.
+                    self._wake.set()
+                listened_before = True
                 await closed.wait()
+            except Exception as exc:
+                # Killed between connecting and listening: connect again.
+                self._listen_failed(exc)
+                await asyncio.sleep(MAX_BACKOFF_SECONDS / 6)
             finally:
                 with contextlib.suppress(Exception):
                     await connection.close()
+
+    def _listen_failed(self, exc: Exception) -> None:
+        if self._warn.ready():
+            log.warning("outbox_listen_failed", error=repr(exc))
 
 
 class _FileLease:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -61,3 +64,39 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+
+def service_env(database_url: str, workdir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a test's API process: fast hashing, mail to a folder of the
+    test's, a random key; `settings` add to it or override it (names as in the
+    environment)."""
+    return {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "PASSWORD_HASH_TIME_COST": "1",
+        "PASSWORD_HASH_MEMORY_COST": "64",
+        "PASSWORD_HASH_PARALLELISM": "1",
+        "EMAIL_BACKEND": "maildir",
+        "MAILDIR_PATH": str(workdir / "mail"),
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
+@asynccontextmanager
+async def two_services(
+    env: dict[str, str], workdir: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """Two API processes sharing one environment, and a client for each."""
+    processes = [ServiceProcess(env, workdir) for _ in range(2)]
+    try:
+        for process in processes:
+            process.wait_ready()
+        async with (
+            httpx.AsyncClient(base_url=processes[0].base_url, timeout=30) as a,
+            httpx.AsyncClient(base_url=processes[1].base_url, timeout=30) as b,
+        ):
+            yield a, b
+    finally:
+        for process in processes:
+            process.stop()

@@ -7,7 +7,6 @@ count hold, so this runs on the SQLite file and on PostgreSQL that both processe
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ServiceProcess
+from tests.processes import service_env, two_services
 from tests.support import PASSWORD
 
 LIMIT = 4
@@ -23,39 +22,23 @@ LOGIN = "/api/v1/auth/login"
 
 
 @pytest.fixture
-async def two_services(
+async def services(
     database_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    env = {
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": secrets.token_urlsafe(48),
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_COST": "64",
-        "PASSWORD_HASH_PARALLELISM": "1",
-        "RATE_LIMIT_ENABLED": "false",
-        "LOGIN_MAX_FAILURES_PER_ACCOUNT": str(LIMIT),
-        "EMAIL_BACKEND": "maildir",
-        "MAILDIR_PATH": str(tmp_path / "mail"),
-        "LOG_LEVEL": "WARNING",
-    }
-    processes = [ServiceProcess(env, tmp_path) for _ in range(2)]
-    try:
-        for process in processes:
-            process.wait_ready()
-        async with (
-            httpx.AsyncClient(base_url=processes[0].base_url, timeout=30) as a,
-            httpx.AsyncClient(base_url=processes[1].base_url, timeout=30) as b,
-        ):
-            yield a, b
-    finally:
-        for process in processes:
-            process.stop()
+    env = service_env(
+        database_url,
+        tmp_path,
+        RATE_LIMIT_ENABLED="false",
+        LOGIN_MAX_FAILURES_PER_ACCOUNT=str(LIMIT),
+    )
+    async with two_services(env, tmp_path) as clients:
+        yield clients
 
 
 async def test_guesses_across_processes_verify_at_most_the_limit(
-    two_services: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    services: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
-    a, b = two_services
+    a, b = services
     body = {"email": "target@example.com", "username": "target", "password": PASSWORD}
     assert (await a.post("/api/v1/auth/register", json=body)).status_code == 201
     passwords = ["wrong password!"] * 19

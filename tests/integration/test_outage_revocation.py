@@ -8,14 +8,13 @@ components notices first: here only A's rate limiter talks to Redis after the ou
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.processes import ServiceProcess
+from tests.processes import service_env, two_services
 from tests.redis_server import RedisServer
 from tests.support import PASSWORD, eventually
 
@@ -23,47 +22,31 @@ ME = "/api/v1/users/me"
 
 
 @pytest.fixture
-async def two_services(
+async def services(
     database_url: str, redis_server: RedisServer, cache_namespace: str, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    env = {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_server.url,
-        "REDIS_TIMEOUT_SECONDS": "0.2",
-        "REDIS_RECOVERY_SECONDS": "1",
-        "CACHE_NAMESPACE": cache_namespace,
+    env = service_env(
+        database_url,
+        tmp_path,
+        REDIS_URL=redis_server.url,
+        REDIS_TIMEOUT_SECONDS="0.2",
+        REDIS_RECOVERY_SECONDS="1",
+        CACHE_NAMESPACE=cache_namespace,
         # Long enough that expiry cannot be what ends the stale copies.
-        "CACHE_LOCAL_TTL_SECONDS": "600",
-        "CACHE_USER_TTL_SECONDS": "600",
-        "SECRET_KEY": secrets.token_urlsafe(48),
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_COST": "64",
-        "PASSWORD_HASH_PARALLELISM": "1",
-        "RATE_LIMIT_BURST": "10000",
-        "RATE_LIMIT_PER_MINUTE": "10000",
-        "AUTH_RATE_LIMIT_PER_MINUTE": "10000",
-        "EMAIL_BACKEND": "maildir",
-        "MAILDIR_PATH": str(tmp_path / "mail"),
-        "LOG_LEVEL": "WARNING",
-    }
-    processes = [ServiceProcess(env, tmp_path) for _ in range(2)]
-    try:
-        for process in processes:
-            process.wait_ready()
-        async with (
-            httpx.AsyncClient(base_url=processes[0].base_url, timeout=30) as a,
-            httpx.AsyncClient(base_url=processes[1].base_url, timeout=30) as b,
-        ):
-            yield a, b
-    finally:
-        for process in processes:
-            process.stop()
+        CACHE_LOCAL_TTL_SECONDS="600",
+        CACHE_USER_TTL_SECONDS="600",
+        RATE_LIMIT_BURST="10000",
+        RATE_LIMIT_PER_MINUTE="10000",
+        AUTH_RATE_LIMIT_PER_MINUTE="10000",
+    )
+    async with two_services(env, tmp_path) as clients:
+        yield clients
 
 
 async def test_a_session_ended_during_an_outage_is_refused_everywhere_after_it(
-    two_services: tuple[httpx.AsyncClient, httpx.AsyncClient], redis_server: RedisServer
+    services: tuple[httpx.AsyncClient, httpx.AsyncClient], redis_server: RedisServer
 ) -> None:
-    a, b = two_services
+    a, b = services
     body = {"email": "ended@example.com", "username": "ended", "password": PASSWORD}
     assert (await a.post("/api/v1/auth/register", json=body)).status_code == 201
     tokens = (

@@ -7,7 +7,6 @@ dropped by the invalidation message), and a rate limit of N is N for both togeth
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import empty_postgres
-from tests.processes import ServiceProcess
+from tests.processes import service_env, two_services
 from tests.support import PASSWORD
 
 LIMIT = 8
@@ -26,34 +25,18 @@ async def services(
     postgres_url: str, shared_redis_url: str, cache_namespace: str, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     await empty_postgres(postgres_url)
-    env = {
-        "DATABASE_URL": postgres_url,
-        "REDIS_URL": shared_redis_url,
-        "CACHE_NAMESPACE": cache_namespace,
-        "SECRET_KEY": secrets.token_urlsafe(48),
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_COST": "64",
-        "PASSWORD_HASH_PARALLELISM": "1",
-        "CACHE_LOCAL_TTL_SECONDS": "300",
-        "RATE_LIMIT_BURST": str(LIMIT),
-        "RATE_LIMIT_PER_MINUTE": "1",
-        "AUTH_RATE_LIMIT_PER_MINUTE": "100",
-        "EMAIL_BACKEND": "maildir",
-        "MAILDIR_PATH": str(tmp_path / "mail"),
-        "LOG_LEVEL": "WARNING",
-    }
-    processes = [ServiceProcess(env, tmp_path) for _ in range(2)]
-    try:
-        for process in processes:
-            process.wait_ready()
-        async with (
-            httpx.AsyncClient(base_url=processes[0].base_url, timeout=10) as a,
-            httpx.AsyncClient(base_url=processes[1].base_url, timeout=10) as b,
-        ):
-            yield a, b
-    finally:
-        for process in processes:
-            process.stop()
+    env = service_env(
+        postgres_url,
+        tmp_path,
+        REDIS_URL=shared_redis_url,
+        CACHE_NAMESPACE=cache_namespace,
+        CACHE_LOCAL_TTL_SECONDS="300",
+        RATE_LIMIT_BURST=str(LIMIT),
+        RATE_LIMIT_PER_MINUTE="1",
+        AUTH_RATE_LIMIT_PER_MINUTE="100",
+    )
+    async with two_services(env, tmp_path) as clients:
+        yield clients
 
 
 async def _login(client: httpx.AsyncClient) -> dict[str, str]:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from promptstack.api.server_protocol import bounded_http_protocol
 from promptstack.bootstrap import bootstrap
 from promptstack.core.errors import AppError
 from promptstack.core.logging import configure_logging
@@ -74,6 +75,8 @@ def serve(
         port=port,
         workers=workers,
         reload=reload,
+        # httptools with the request head bounded in size and time (RequestHeadLimits).
+        http=bounded_http_protocol(settings),
         proxy_headers=False,  # client addresses are resolved by TRUSTED_PROXIES instead
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         log_config=None,

@@ -8,7 +8,9 @@ back before it ends.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import promptstack.models  # noqa: F401  (registers every table on the metadata)
@@ -185,4 +187,54 @@ async def test_constraint_and_index_names_follow_the_naming_convention(
     assert {name for kind, _, name in found["users"] if kind == "ck"} == {
         "ck_users_role",
         "ck_users_tier",
+    }
+
+
+async def test_email_keys_are_recomputed_oldest_account_first(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """Keys from before 0005 (the domain in Unicode, compatibility letters kept) move to
+    the new form; one the new rules refuse, or whose new key is taken, stays as it was."""
+    users = Base.metadata.tables["users"]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    twin = "\uff53am@example.com"  # a fullwidth s
+    old_keys = {
+        "plain": ("sam@example.com", "sam@example.com"),
+        "idn": ("user@bücher.de", "user@bücher.de"),
+        "fullwidth twin": (twin, twin),
+        "refused": ("jürgen@example.com", "jürgen@example.com"),
+    }
+    try:
+        await _alembic(database_url, "downgrade", "0004")
+        async with engine.begin() as connection:
+            for n, (name, (email, key)) in enumerate(old_keys.items()):
+                await connection.execute(
+                    users.insert().values(
+                        id=uuid.uuid4(),
+                        email=email,
+                        email_key=key,
+                        username=f"u{n}",
+                        username_key=f"u{n}",
+                        search_key=name,
+                        password_hash="x",
+                        role="user",
+                        tier="free",
+                        is_active=True,
+                        is_verified=False,
+                        credits=0,
+                        session_version=0,
+                        created_at=start + timedelta(minutes=n),
+                        updated_at=start,
+                    )
+                )
+    finally:
+        await _alembic(database_url, "upgrade", "head")
+
+    async with engine.connect() as connection:
+        keys = dict((await connection.execute(select(users.c.search_key, users.c.email_key))).all())
+    assert keys == {
+        "plain": "sam@example.com",
+        "idn": "user@xn--bcher-kva.de",
+        "fullwidth twin": twin,  # its new key is the older account's
+        "refused": "jürgen@example.com",
     }

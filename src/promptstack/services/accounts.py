@@ -20,6 +20,7 @@ from promptstack.core.security import PasswordHasher
 from promptstack.models.events import EmailChanged, UserRegistered
 from promptstack.models.rules import (
     check_username,
+    email_key,
     may_grant,
     may_manage,
     normalize_email,
@@ -89,7 +90,7 @@ class AccountService:
             user = User(
                 id=self.ids.new(),
                 email=email,
-                email_key=email.casefold(),
+                email_key=email_key(email),
                 username=username,
                 username_key=username.casefold(),
                 full_name=account.full_name,
@@ -142,7 +143,7 @@ class AccountService:
             )
             await self._ensure_free(
                 uow,
-                email=email if email and email.casefold() != user.email_key else None,
+                email=email if email and email_key(email) != user.email_key else None,
                 username=username
                 if username and username.casefold() != user.username_key
                 else None,
@@ -159,8 +160,8 @@ class AccountService:
                     None if changes.clear_preferred_provider else changes.preferred_provider
                 )
                 changed.append("preferred_provider")
-            if email is not None and email.casefold() != user.email_key:
-                user.email, user.email_key, user.is_verified = email, email.casefold(), False
+            if email is not None and email_key(email) != user.email_key:
+                user.email, user.email_key, user.is_verified = email, email_key(email), False
                 changed.append("email")
                 uow.record(EmailChanged(user_id=user.id), aggregate_id=user.id)
             if changed:
@@ -284,7 +285,7 @@ class AccountService:
         username: str | None,
     ) -> None:
         taken = await uow.users.taken(
-            email_key=email.casefold() if email else None,
+            email_key=email_key(email) if email else None,
             username_key=username.casefold() if username else None,
         )
         if taken:

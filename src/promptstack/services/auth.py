@@ -21,7 +21,7 @@ from promptstack.core.security import PasswordHasher, TokenCodec, hash_token
 from promptstack.core.settings import Settings
 from promptstack.models.auth import LoginFailure, RefreshToken, TokenPurpose
 from promptstack.models.events import PasswordResetRequested, VerificationRequested
-from promptstack.models.rules import normalize_email, password_problem
+from promptstack.models.rules import email_key, password_problem
 from promptstack.models.user import User, UserSnapshot
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from promptstack.services.account_mail import AccountMail
@@ -83,7 +83,7 @@ class AuthService:
         """
         now = self.clock.now()
         async with self.uow() as uow:
-            user = await uow.users.by_login(identifier)
+            user = await uow.users.by_login(_login_key(identifier))
             account_key = _account_key(user, identifier)
             await uow.login_failures.lock(account_key, f"address:{address}")
             retry_after = await self._locked_for(uow, account_key, address, now)
@@ -320,8 +320,16 @@ def _account_key(user: User | None, identifier: str) -> str:
     return f"name:{identifier.strip().casefold()[:300]}"
 
 
+def _login_key(identifier: str) -> str:
+    """What a login name is looked up by: an address by its key (so any form of it finds
+    its account), anything else as a username. An address the rules refuse finds none."""
+    if "@" not in identifier:
+        return identifier
+    return _email_key(identifier) or ""
+
+
 def _email_key(email: str) -> str | None:
     try:
-        return normalize_email(email).casefold()
+        return email_key(email)
     except ValueError:
         return None

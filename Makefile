@@ -23,6 +23,11 @@ run: $(STAMP)
 test: $(STAMP) lint typecheck check-imports
 	$(BIN)/python -m pytest -n auto
 
+## The whole suite with line coverage (threads and SQLAlchemy's greenlets followed).
+.PHONY: coverage
+coverage: $(STAMP)
+	$(BIN)/python -m pytest -n auto --cov --cov-report=term
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -49,6 +54,11 @@ bench: $(STAMP)
 .PHONY: bench-events
 bench-events: $(STAMP)
 	$(BIN)/python bench/events.py $(BENCH_ARGS)
+
+## Measure Argon2 verifications (logins) per core with the configured parameters.
+.PHONY: bench-logins
+bench-logins: $(STAMP)
+	$(BIN)/python bench/logins.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

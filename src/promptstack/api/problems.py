@@ -203,8 +203,8 @@ def _document_problems(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 for status, response in responses.items():
                     if status.isdigit() and int(status) >= 400:
-                        model = "ValidationProblem" if status == "422" else "Problem"
-                        response["content"] = _problem_content(model)
+                        shape = "ValidationProblem" if status == "422" else "Problem"
+                        response["content"] = _problem_content(shape)
                 if "requestBody" in operation and "400" not in responses:
                     responses["400"] = {
                         "description": _UNDECODABLE_BODY,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from structlog.testing import capture_logs
 
 from promptstack.bootstrap import bootstrap
+from promptstack.core.logging import configure_logging
 from promptstack.core.settings import DEFAULT_SECRET_KEY, Settings
 
 
@@ -69,25 +69,45 @@ def test_the_default_secret_key_is_allowed_only_in_development_and_test(
     assert _settings().secret_key.get_secret_value() == DEFAULT_SECRET_KEY
 
 
-async def test_development_on_the_default_key_warns_loudly(tmp_path: Path) -> None:
+@pytest.fixture
+def app_logging() -> None:
+    """Logging as every process sets it up (structlog through the standard library);
+    done before the test, so that caplog's handler is the one in place when it runs."""
+    configure_logging("INFO", json=False)
+
+
+def _insecure_key_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.levelname
+        for record in caplog.records
+        if record.name == "promptstack.bootstrap"
+        and isinstance(record.msg, dict)
+        and record.msg.get("event") == "insecure_secret_key"
+    ]
+
+
+@pytest.mark.usefixtures("app_logging")
+async def test_development_on_the_default_key_warns_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db")  # type: ignore[call-arg]
-    with capture_logs() as logs:
-        container = bootstrap(settings)
+    container = bootstrap(settings)
     await container.aclose()
-    warnings = [entry for entry in logs if entry["event"] == "insecure_secret_key"]
-    assert [entry["log_level"] for entry in warnings] == ["warning"]
+    assert _insecure_key_warnings(caplog) == ["WARNING"]
 
 
-async def test_a_real_key_in_development_draws_no_warning(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("app_logging")
+async def test_a_real_key_in_development_draws_no_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db",
         secret_key=secrets.token_urlsafe(48),
     )
-    with capture_logs() as logs:
-        container = bootstrap(settings)
+    container = bootstrap(settings)
     await container.aclose()
-    assert not [entry for entry in logs if entry["event"] == "insecure_secret_key"]
+    assert _insecure_key_warnings(caplog) == []
 
 
 def test_development_needs_no_configuration_at_all() -> None:

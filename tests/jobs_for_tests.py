@@ -13,6 +13,7 @@ import asyncio
 from pathlib import Path
 
 from promptstack.models.audit import AuditEntry
+from promptstack.repositories.audit import AuditRepository
 from promptstack.tasks.registry import JobContext, JobResult, kinds
 
 EFFECT = "test.effect"
@@ -46,8 +47,8 @@ async def gated(job: JobContext) -> JobResult:
     if params.get("gate"):
         await _opened(Path(params["gate"]))
     async with job.uow() as uow:
-        if await uow.audit.get(job.job.id) is None:
-            uow.audit.add(
+        if await AuditRepository.of(uow).get(job.job.id) is None:
+            AuditRepository.of(uow).add(
                 AuditEntry(
                     id=job.job.id,
                     action=EFFECT,

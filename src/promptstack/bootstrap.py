@@ -46,6 +46,7 @@ from promptstack.services.exports import AccountExports
 from promptstack.services.features import FeatureFlags
 from promptstack.services.jobs import JobService
 from promptstack.services.notifications import NotificationService
+from promptstack.services.user_snapshots import UserSnapshots
 from promptstack.tasks.executor import Executor, build_executor
 from promptstack.tasks.registry import load_job_modules
 from promptstack.tasks.runner import JobRunner
@@ -120,19 +121,20 @@ def bootstrap(
     users: CacheRegion[UserSnapshot] = cache.region(
         "users", UserSnapshot, settings.cache_user_ttl_seconds, immutable=True
     )
-    uow = UnitOfWorkFactory(
-        database,
-        user_snapshots=users,
-        clock=clock,
-        ids=ids,
+    uow = UnitOfWorkFactory(database, clock=clock, ids=ids)
+    snapshots = UserSnapshots(
+        uow,
+        users,
+        clock,
         session_window=timedelta(minutes=settings.access_token_expire_minutes),
     )
+    uow.on_open(snapshots.follow)
     hasher = PasswordHasher(settings)
     tokens = TokenCodec(settings, clock)
     auditor = Auditor(clock, ids)
     mailer = mailer or build_mailer(settings)
     mail = AccountMail(settings, mailer, clock, ids)
-    auth = AuthService(settings, uow, hasher, tokens, mail, auditor, clock, ids)
+    auth = AuthService(settings, uow, snapshots, hasher, tokens, mail, auditor, clock, ids)
     load_job_modules(settings.job_modules)
     jobs = JobService(settings, uow, clock, ids)
     job_runner = JobRunner(settings, jobs, uow, clock)
@@ -153,7 +155,7 @@ def bootstrap(
         rabbit = RabbitPublisher(settings, consumers)
         publisher, broker_ping = rabbit, rabbit.ping
         broker_consumers = RabbitConsumers(settings, consumers, delivery)
-    relay = Relay(settings, database, publisher, clock)
+    relay = Relay(settings, uow, publisher, clock)
     uow.on_events(relay.wake)
     return Container(
         settings=settings,

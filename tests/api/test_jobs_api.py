@@ -16,6 +16,7 @@ import pytest
 
 from promptstack.core.clock import FrozenClock
 from promptstack.models.job import UNFINISHED
+from promptstack.repositories.jobs import JobRepository
 from tests.bad_input import NOT_UUIDS
 from tests.support import Account, Api, assert_problem
 
@@ -156,5 +157,5 @@ async def test_a_job_cannot_be_changed_through_the_api(api: Api) -> None:
         response = await api.client.request(method, f"{JOBS}/{job_id}", headers=account.headers)
         assert_problem(response, 405)
     async with api.container.uow(read_only=True) as uow:
-        job = await uow.jobs.get(uuid.UUID(job_id))
+        job = await JobRepository.of(uow).get(uuid.UUID(job_id))
     assert job is not None

@@ -20,6 +20,7 @@ from promptstack.models.events import NotificationRequested
 from promptstack.models.messaging import OutboxMessage
 from promptstack.models.notification import Notification
 from promptstack.models.user import Role
+from promptstack.repositories.outbox import OutboxRepository
 from tests.support import Account, Api, assert_problem
 
 NOTIFICATIONS = "/api/v1/notifications"
@@ -193,7 +194,7 @@ async def test_a_user_who_left_before_delivery_gets_nothing(api: Api) -> None:
     assert await stored_notifications(api) == 0
     assert await mails_about(api, user.email, "Nobody reads this.") == []
     async with api.container.uow(read_only=True) as uow:
-        backlog = await uow.outbox.backlog()
+        backlog = await OutboxRepository.of(uow).backlog()
     assert (backlog.pending, backlog.parked) == (0, 0)  # handled, not failing
 
 
@@ -228,7 +229,7 @@ async def test_the_service_itself_refuses_a_plain_user(api: Api) -> None:
     """The route's AdminUser is not the only guard: a caller of the service (a CLI, a job)
     gets the same refusal."""
     user, other = await api.user(), await api.user()
-    actor = await api.container.uow.user_snapshot(uuid.UUID(user.id))
+    actor = await api.container.auth.snapshots.get(uuid.UUID(user.id))
     assert actor is not None
 
     with pytest.raises(Forbidden):

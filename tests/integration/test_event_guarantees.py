@@ -35,6 +35,7 @@ from promptstack.events.rabbitmq import (
 from promptstack.events.relay import Relay
 from promptstack.models.audit import AuditEntry
 from promptstack.models.messaging import OutboxMessage
+from promptstack.repositories.audit import AuditRepository
 from promptstack.repositories.unit_of_work import UnitOfWork
 from tests.amqp import Broker, delete_namespace
 from tests.support import eventually
@@ -61,7 +62,7 @@ def effect(consumer: str, *, poison: int | None = None, calls: Counter[int] | No
         if event.n == poison:
             raise ValueError(f"event {event.n} is poison")
         await asyncio.sleep(random.random() / 500)  # let other deliveries interleave
-        uow.audit.add(
+        AuditRepository.of(uow).add(
             AuditEntry(
                 id=uuid.uuid4(),
                 action=EFFECT,
@@ -197,7 +198,7 @@ async def test_each_committed_event_reaches_each_consumer_once(container: Contai
 
 async def change_record_and_fail(container: Container, recorded: list[Envelope]) -> None:
     async with container.uow() as uow:
-        uow.audit.add(
+        AuditRepository.of(uow).add(
             AuditEntry(id=uuid.uuid4(), action="test.state", at=datetime.now(UTC), details={})
         )
         recorded.append(uow.record(Ping(n=999), aggregate_id="agg-0"))
@@ -275,7 +276,7 @@ async def test_a_relay_dying_after_publishing_leads_to_one_effect(
     [envelope] = await record(container, ("crash", 1))
 
     doomed = Relay(
-        settings, container.database, KilledAfterPublishing(container.publisher), container.clock
+        settings, container.uow, KilledAfterPublishing(container.publisher), container.clock
     )
     with pytest.raises(ConnectionAbortedError):
         await doomed.pump()

@@ -24,6 +24,7 @@ import pytest
 from promptstack.bootstrap import Container
 from promptstack.core.clock import FrozenClock
 from promptstack.models.job import Job, JobState
+from promptstack.repositories.jobs import JobRepository
 from promptstack.services.jobs import Busy, ClaimedJob, JobLost, JobService
 from promptstack.tasks.runner import RunAgain
 from tests.jobs_for_tests import marks
@@ -54,7 +55,7 @@ async def submit(container: Container, kind: str, **params: Any) -> uuid.UUID:
 
 async def stored(container: Container, job_id: uuid.UUID) -> Job:
     async with container.uow(read_only=True) as uow:
-        job = await uow.jobs.get(job_id)
+        job = await JobRepository.of(uow).get(job_id)
     assert job is not None
     return job
 

@@ -28,6 +28,8 @@ from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.pagination import PageRequest
 from promptstack.core.settings import Settings
 from promptstack.models.job import UNFINISHED, Job, JobState
+from promptstack.repositories.audit import AuditRepository
+from promptstack.repositories.jobs import JobRepository
 from promptstack.services.jobs import Busy
 from promptstack.tasks.inprocess import InProcessExecutor
 from tests.celery_worker import WorkerProcess
@@ -134,7 +136,7 @@ class Harness:
 
     async def job(self, job_id: uuid.UUID) -> Job:
         async with self.container.uow(read_only=True) as uow:
-            job = await uow.jobs.get(job_id)
+            job = await JobRepository.of(uow).get(job_id)
         assert job is not None
         return job
 
@@ -169,7 +171,7 @@ class Harness:
     async def effects(self) -> int:
         """How many times any test job's effect happened."""
         async with self.container.uow(read_only=True) as uow:
-            page = await uow.audit.list(PageRequest(limit=100), action=EFFECT)
+            page = await AuditRepository.of(uow).list(PageRequest(limit=100), action=EFFECT)
         return len(page.items)
 
     def another_process(self) -> Container:
@@ -354,7 +356,7 @@ async def test_unfinished_jobs_are_resumed_after_a_restart(harness: Harness) -> 
     now = harness.container.clock.now()
     crashed = uuid.uuid4()
     async with harness.container.uow() as uow:
-        uow.jobs.add(
+        JobRepository.of(uow).add(
             Job(
                 id=crashed,
                 owner_id=None,

@@ -68,7 +68,7 @@ async def _record(container: Container, *events: tuple[str, int]) -> None:
 
 
 def _relay(container: Container, publisher: Recorder) -> Relay:
-    return Relay(container.settings, container.database, publisher, container.clock)
+    return Relay(container.settings, container.uow, publisher, container.clock)
 
 
 async def test_a_failed_event_holds_back_its_aggregate_only(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.repositories.unit_of_work import UnitOfWorkFactory
+from promptstack.repositories.users import UserRepository
 from promptstack.services.accounts import NewAccount
 from tests.conftest import make_settings
 
@@ -14,7 +15,7 @@ PASSWORD = "correct horse battery"
 
 async def _stored_hash(container: Container, name: str) -> str:
     async with UnitOfWorkFactory(container.database)(read_only=True) as uow:
-        user = await uow.users.by_login(name)
+        user = await UserRepository.of(uow).by_login(name)
         assert user is not None
         return user.password_hash
 

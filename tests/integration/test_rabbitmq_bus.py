@@ -31,6 +31,7 @@ from promptstack.events.rabbitmq import (
 from promptstack.events.relay import BrokerUnavailable
 from promptstack.models.audit import AuditEntry
 from promptstack.models.messaging import InboxEntry, OutboxMessage
+from promptstack.repositories.audit import AuditRepository
 from promptstack.repositories.unit_of_work import UnitOfWork
 from tests.amqp import Broker, TcpProxy, delete_namespace
 from tests.support import Api, eventually
@@ -45,7 +46,7 @@ class Beep(Event):
 
 
 async def effect(event: Beep, envelope: Envelope, uow: UnitOfWork) -> None:
-    uow.audit.add(
+    AuditRepository.of(uow).add(
         AuditEntry(
             id=uuid.uuid4(),
             action=EFFECT,

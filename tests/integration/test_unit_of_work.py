@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from promptstack.bootstrap import Container
-from promptstack.core.errors import Conflict
 from promptstack.models.user import User
-from promptstack.repositories.unit_of_work import UnitOfWorkFactory
+from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from promptstack.repositories.users import AccountTaken, UserRepository
 
 
 def _user(container: Container, name: str) -> User:
@@ -31,13 +32,30 @@ def _user(container: Container, name: str) -> User:
 async def test_commit_on_success_runs_hooks_afterwards(container: Container) -> None:
     uow = UnitOfWorkFactory(container.database)
     ran: list[str] = []
+
+    async def async_hook() -> None:
+        ran.append("async hook")
+
     async with uow() as work:
-        work.users.add(_user(container, "kept"))
+        UserRepository.of(work).add(_user(container, "kept"))
         work.after_commit(lambda: ran.append("hook"))
+        work.after_commit(async_hook)
         assert ran == []
-    assert ran == ["hook"]
+    assert ran == ["hook", "async hook"]
     async with uow(read_only=True) as work:
-        assert await work.users.by_login("kept") is not None
+        assert await UserRepository.of(work).by_login("kept") is not None
+
+
+async def test_a_failing_hook_does_not_stop_the_others(container: Container) -> None:
+    ran: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("a hook that fails")
+
+    async with UnitOfWorkFactory(container.database)() as work:
+        work.after_commit(broken)
+        work.after_commit(lambda: ran.append("after"))
+    assert ran == ["after"]
 
 
 async def test_an_error_rolls_back_and_skips_hooks(container: Container) -> None:
@@ -46,8 +64,8 @@ async def test_an_error_rolls_back_and_skips_hooks(container: Container) -> None
 
     async def change_then_fail() -> None:
         async with uow() as work:
-            work.users.add(_user(container, "lost"))
-            await work.users.flush()
+            UserRepository.of(work).add(_user(container, "lost"))
+            await UserRepository.of(work).flush()
             work.after_commit(lambda: ran.append("hook"))
             raise RuntimeError("fails after the change")
 
@@ -55,13 +73,43 @@ async def test_an_error_rolls_back_and_skips_hooks(container: Container) -> None
         await change_then_fail()
     assert ran == []
     async with uow(read_only=True) as work:
-        assert await work.users.by_login("lost") is None
+        assert await UserRepository.of(work).by_login("lost") is None
 
 
-async def test_a_unique_violation_is_a_conflict(container: Container) -> None:
+async def test_a_repository_is_made_once_per_unit_of_work(container: Container) -> None:
+    uow = UnitOfWorkFactory(container.database)
+    async with uow() as first, uow() as second:
+        assert UserRepository.of(first) is UserRepository.of(first)
+        assert UserRepository.of(first) is not UserRepository.of(second)
+        assert UserRepository.of(first).session is first.session
+
+
+async def test_only_writing_units_of_work_are_handed_to_on_open(container: Container) -> None:
+    uow = UnitOfWorkFactory(container.database)
+    opened: list[UnitOfWork] = []
+    uow.on_open(opened.append)
+    async with uow(read_only=True) as reading, uow() as writing:
+        assert opened == [writing]
+        assert reading not in opened
+
+
+async def test_an_unexpected_integrity_error_is_not_turned_into_a_conflict(
+    container: Container,
+) -> None:
+    """Only a repository that expects a violation may say what it means; anything else
+    is a bug, and surfaces as one."""
     uow = UnitOfWorkFactory(container.database)
     async with uow() as work:
-        work.users.add(_user(container, "twin"))
-    with pytest.raises(Conflict):
+        UserRepository.of(work).add(_user(container, "twin"))
+    with pytest.raises(IntegrityError):
         async with uow() as work:
-            work.users.add(_user(container, "twin"))
+            UserRepository.of(work).add(_user(container, "twin"))
+
+
+async def test_a_taken_account_is_named_by_the_user_repository(container: Container) -> None:
+    uow = UnitOfWorkFactory(container.database)
+    async with uow() as work:
+        await UserRepository.of(work).insert(_user(container, "twin"))
+    with pytest.raises(AccountTaken):
+        async with uow() as work:
+            await UserRepository.of(work).insert(_user(container, "twin"))

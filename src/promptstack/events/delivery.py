@@ -18,6 +18,7 @@ from promptstack.core.events import EVENT_TYPES, Envelope, caused_by
 from promptstack.core.logging import get_logger
 from promptstack.core.metrics import EVENTS_HANDLED
 from promptstack.events.consumers import Consumer
+from promptstack.repositories.inbox import InboxRepository
 from promptstack.repositories.unit_of_work import UnitOfWorkFactory
 
 log = get_logger(__name__)
@@ -52,7 +53,9 @@ class Delivery:
             try:
                 event = EVENT_TYPES.decode(envelope)
                 async with self._slots, self.uow() as uow:
-                    if not await uow.inbox.claim(consumer.name, envelope.id, self.clock.now()):
+                    if not await InboxRepository.of(uow).claim(
+                        consumer.name, envelope.id, self.clock.now()
+                    ):
                         EVENTS_HANDLED.labels(consumer.name, "duplicate").inc()
                         return False
                     await handler(event, envelope, uow)

@@ -24,7 +24,6 @@ from datetime import timedelta
 from sqlalchemy.engine import make_url
 
 from promptstack.core.clock import Clock
-from promptstack.core.database import Database
 from promptstack.core.logging import Throttle, get_logger
 from promptstack.core.metrics import (
     EVENT_PUBLISH_FAILURES,
@@ -38,7 +37,7 @@ from promptstack.events.bus import Publisher
 from promptstack.models.messaging import OutboxMessage
 from promptstack.repositories.inbox import InboxRepository
 from promptstack.repositories.outbox import Backlog, OutboxRepository
-from promptstack.repositories.unit_of_work import OUTBOX_CHANNEL
+from promptstack.repositories.unit_of_work import OUTBOX_CHANNEL, UnitOfWorkFactory
 
 log = get_logger(__name__)
 
@@ -49,10 +48,10 @@ MAX_BACKOFF_SECONDS = 30.0
 
 class Relay:
     def __init__(
-        self, settings: Settings, database: Database, publisher: Publisher, clock: Clock
+        self, settings: Settings, uow: UnitOfWorkFactory, publisher: Publisher, clock: Clock
     ) -> None:
         self.settings = settings
-        self.database = database
+        self.uow = uow
         self.publisher = publisher
         self.clock = clock
         self.locking = not settings.is_sqlite
@@ -93,21 +92,21 @@ class Relay:
         Raises `BrokerUnavailable` after recording what did get through."""
         unavailable: str | None = None
         if self.locking:
-            async with self.database.sessions() as session, session.begin():
-                outbox = OutboxRepository(session)
+            async with self.uow() as uow:
+                outbox = OutboxRepository.of(uow)
                 rows = await outbox.claim(
                     self.settings.outbox_batch_size, self.clock.now(), lock=True
                 )
                 if rows:
                     unavailable = await self._publish(outbox, rows)
         else:
-            async with self.database.read_sessions() as session:
-                rows = await OutboxRepository(session).claim(
+            async with self.uow(read_only=True) as uow:
+                rows = await OutboxRepository.of(uow).claim(
                     self.settings.outbox_batch_size, self.clock.now(), lock=False
                 )
             if rows:
-                async with self.database.sessions() as session, session.begin():
-                    unavailable = await self._publish(OutboxRepository(session), rows)
+                async with self.uow() as uow:
+                    unavailable = await self._publish(OutboxRepository.of(uow), rows)
         if unavailable is not None:
             raise BrokerUnavailable(unavailable)
         return len(rows)
@@ -223,8 +222,8 @@ class Relay:
                 log.warning("outbox_housekeeping_failed", error=repr(exc))
 
     async def backlog(self) -> Backlog:
-        async with self.database.read_sessions() as session:
-            return await OutboxRepository(session).backlog()
+        async with self.uow(read_only=True) as uow:
+            return await OutboxRepository.of(uow).backlog()
 
     async def refresh_metrics(self) -> Backlog:
         backlog = await self.backlog()
@@ -237,9 +236,9 @@ class Relay:
     async def purge(self) -> None:
         """Forget published events and inbox entries older than the retention period."""
         cutoff = self.clock.now() - timedelta(hours=self.settings.outbox_retention_hours)
-        async with self.database.sessions() as session, session.begin():
-            await OutboxRepository(session).purge_published(cutoff)
-            await InboxRepository(session).purge(cutoff)
+        async with self.uow() as uow:
+            await OutboxRepository.of(uow).purge_published(cutoff)
+            await InboxRepository.of(uow).purge(cutoff)
 
     async def _listen(self) -> None:
         """Wake on NOTIFY from relays' peers: commits in other processes."""

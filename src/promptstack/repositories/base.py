@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,30 +15,47 @@ from promptstack.core.database import Base
 from promptstack.core.pagination import Cursor, Page, PageRequest
 
 ModelT = TypeVar("ModelT", bound=Base)
+R = TypeVar("R", bound="SessionRepository")
+
+
+class RepositoryScope(Protocol):
+    """What repositories are made from: a unit of work, which keeps one of each."""
+
+    def repository(self, kind: type[R]) -> R: ...
+
 
 _CHANGED_USERS = "changed_users"
 
 
-def changed_users(session: AsyncSession | Any) -> set[uuid.UUID]:
+def changed_users(session: AsyncSession) -> set[uuid.UUID]:
     """The users this transaction changed, whose cached snapshots go once it commits.
 
-    ORM changes to users are noted by a flush hook (unit_of_work); a bulk statement that
-    changes what a snapshot shows notes its user here itself.
+    ORM changes to users are noted as they are flushed (`track_changed_users`); a bulk
+    statement that changes what a snapshot shows notes its user here itself.
     """
     users: set[uuid.UUID] = session.info.setdefault(_CHANGED_USERS, set())
     return users
 
 
-def take_changed_users(session: AsyncSession) -> set[uuid.UUID]:
-    users: set[uuid.UUID] = session.info.pop(_CHANGED_USERS, set())
-    return users
+class SessionRepository:
+    """A repository: named queries over the session of one unit of work.
 
-
-class Repository(Generic[ModelT]):
-    model: type[ModelT]
+    Made from the unit of work (`UserRepository.of(uow)`), which builds each kind once
+    and hands the same one back, so the unit of work itself knows no repository.
+    """
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    @classmethod
+    def of(cls, uow: RepositoryScope) -> Self:
+        return uow.repository(cls)
+
+
+class Repository(SessionRepository, Generic[ModelT]):
+    """The typed base for one table's repository."""
+
+    model: type[ModelT]
 
     async def get(self, id_: uuid.UUID) -> ModelT | None:
         return await self.session.get(self.model, id_)

@@ -8,9 +8,9 @@ from typing import cast
 
 from sqlalchemy import Insert, Table, bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptstack.models.messaging import InboxEntry
+from promptstack.repositories.base import SessionRepository
 
 
 def _claim_statement(insert: type[postgresql.Insert] | type[sqlite.Insert]) -> Insert:
@@ -27,10 +27,7 @@ _CLAIM = {
 }
 
 
-class InboxRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
+class InboxRepository(SessionRepository):
     async def claim(self, consumer: str, event_id: uuid.UUID, now: datetime) -> bool:
         """Note the event as handled by `consumer`; False when it already was.
 

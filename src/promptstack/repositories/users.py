@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import event, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from promptstack.core.errors import Conflict
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.models.user import Role, User, UserSnapshot
-from promptstack.repositories.base import Repository, escape_like
+from promptstack.repositories.base import Repository, changed_users, escape_like
+
+
+class AccountTaken(Conflict):
+    title = "The email address or username is taken"
 
 
 class UserRepository(Repository[User]):
     model = User
+
+    async def insert(self, user: User) -> User:
+        """Add a new account now, so that a concurrent registration of the same email
+        or username is told apart from any other failure: it is `AccountTaken`."""
+        self.session.add(user)
+        await self.save()
+        return user
+
+    async def save(self) -> None:
+        """Write pending changes; a taken email or username is `AccountTaken`."""
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:
+            raise AccountTaken("An account with this email or username already exists.") from exc
 
     async def snapshot(self, user_id: uuid.UUID) -> UserSnapshot | None:
         user = await self.get(user_id)
@@ -51,3 +74,17 @@ class UserRepository(Repository[User]):
         if role is not None:
             query = query.where(User.role == role)
         return await self.page(query, request, at=User.created_at, id_=User.id)
+
+
+def track_changed_users(session: AsyncSession) -> set[uuid.UUID]:
+    """The ids of the users this session's flushes write, gathered as they happen, and
+    those a bulk statement noted itself (`changed_users`)."""
+    changed = changed_users(session)
+
+    def note(flushing: Session, _context: Any, _instances: Any) -> None:
+        for entity in (*flushing.new, *flushing.dirty, *flushing.deleted):
+            if isinstance(entity, User):
+                changed.add(entity.id)
+
+    event.listen(session.sync_session, "before_flush", note)
+    return changed

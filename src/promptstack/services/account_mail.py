@@ -17,6 +17,7 @@ from promptstack.core.security import hash_token, new_secret_token
 from promptstack.core.settings import Settings
 from promptstack.models.auth import ActionToken, TokenPurpose
 from promptstack.models.user import User
+from promptstack.repositories.auth import ActionTokenRepository
 from promptstack.repositories.unit_of_work import UnitOfWork
 
 
@@ -85,9 +86,9 @@ class AccountMail:
     ) -> str:
         """A fresh single-use token; older unused ones of the same purpose stop working."""
         now = self.clock.now()
-        await uow.action_tokens.invalidate(user.id, purpose, now)
+        await ActionTokenRepository.of(uow).invalidate(user.id, purpose, now)
         token = new_secret_token()
-        uow.action_tokens.add(
+        ActionTokenRepository.of(uow).add(
             ActionToken(
                 id=self.ids.new(),
                 user_id=user.id,

@@ -27,7 +27,9 @@ from promptstack.models.rules import (
     password_problem,
 )
 from promptstack.models.user import Role, Tier, User, UserSnapshot
+from promptstack.repositories.auth import RefreshTokenRepository
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from promptstack.repositories.users import UserRepository
 from promptstack.services.audit import Auditor
 
 
@@ -106,8 +108,8 @@ class AccountService:
                 updated_at=now,
             )
             user.refresh_search_key()
-            uow.users.add(user)
-            await uow.users.flush()
+            await UserRepository.of(uow).insert(user)
+            await UserRepository.of(uow).flush()
             self.audit.record(
                 uow,
                 "user.registered",
@@ -124,14 +126,14 @@ class AccountService:
         if actor.id != user_id and actor.role is Role.USER:
             raise Forbidden("You may only read your own account.")
         async with self.uow(read_only=True) as uow:
-            user = await uow.users.get(user_id)
+            user = await UserRepository.of(uow).get(user_id)
         if user is None or (user.deleted_at is not None and actor.role is Role.USER):
             raise NotFound("No such user.")
         return user
 
     async def search(self, page: PageRequest, *, text: str | None, role: Role | None) -> Page[User]:
         async with self.uow(read_only=True) as uow:
-            return await uow.users.search(page, text=text, role=role)
+            return await UserRepository.of(uow).search(page, text=text, role=role)
 
     async def update_profile(self, actor: UserSnapshot, changes: ProfileChanges) -> User:
         now = self.clock.now()
@@ -164,6 +166,8 @@ class AccountService:
                 user.email, user.email_key, user.is_verified = email, email_key(email), False
                 changed.append("email")
                 uow.record(EmailChanged(user_id=user.id), aggregate_id=user.id)
+            if "email" in changed or "username" in changed:
+                await UserRepository.of(uow).save()  # taken meanwhile: AccountTaken
             if changed:
                 user.refresh_search_key()
                 user.updated_at = now
@@ -189,7 +193,7 @@ class AccountService:
             user.password_hash = new_hash
             user.session_version += 1
             user.updated_at = now
-            await uow.refresh_tokens.revoke_all_for(user.id, now)
+            await RefreshTokenRepository.of(uow).revoke_all_for(user.id, now)
             self.audit.record(uow, "user.password_changed", actor_id=user.id, subject_id=user.id)
 
     async def delete_self(self, actor: UserSnapshot) -> None:
@@ -208,7 +212,7 @@ class AccountService:
             user.updated_at = now
             user.session_version += 1
             user.refresh_search_key()
-            await uow.refresh_tokens.revoke_all_for(user.id, now)
+            await RefreshTokenRepository.of(uow).revoke_all_for(user.id, now)
             self.audit.record(uow, "user.deleted", actor_id=user.id, subject_id=user.id)
 
     async def administer(
@@ -220,7 +224,7 @@ class AccountService:
             raise Forbidden("Administrators cannot change their own role or status.")
         now = self.clock.now()
         async with self.uow() as uow:
-            user = await uow.users.get(user_id)
+            user = await UserRepository.of(uow).get(user_id)
             if user is None or user.deleted_at is not None:
                 raise NotFound("No such user.")
             if not may_manage(actor.role, user.role):
@@ -261,7 +265,7 @@ class AccountService:
                 user.is_active = changes.is_active
                 if not changes.is_active:
                     user.session_version += 1
-                    await uow.refresh_tokens.revoke_all_for(user.id, now)
+                    await RefreshTokenRepository.of(uow).revoke_all_for(user.id, now)
                 self.audit.record(
                     uow,
                     "user.activated" if changes.is_active else "user.deactivated",
@@ -272,7 +276,7 @@ class AccountService:
         return user
 
     async def _live(self, uow: UnitOfWork, user_id: uuid.UUID) -> User:
-        user = await uow.users.get(user_id)
+        user = await UserRepository.of(uow).get(user_id)
         if user is None or user.deleted_at is not None or not user.is_active:
             raise NotFound("No such user.")
         return user
@@ -284,7 +288,7 @@ class AccountService:
         email: str | None,
         username: str | None,
     ) -> None:
-        taken = await uow.users.taken(
+        taken = await UserRepository.of(uow).taken(
             email_key=email_key(email) if email else None,
             username_key=username.casefold() if username else None,
         )

@@ -9,6 +9,7 @@ from promptstack.core.clock import Clock
 from promptstack.core.ids import IdSource
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.models.audit import AuditEntry
+from promptstack.repositories.audit import AuditRepository
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
@@ -30,7 +31,7 @@ class Auditor:
         address: str | None = None,
         **details: Any,
     ) -> None:
-        uow.audit.add(
+        AuditRepository.of(uow).add(
             AuditEntry(
                 id=self.ids.new(),
                 action=action,
@@ -56,6 +57,6 @@ class AuditLog:
         subject_id: uuid.UUID | None = None,
     ) -> Page[AuditEntry]:
         async with self.uow(read_only=True) as uow:
-            return await uow.audit.list(
+            return await AuditRepository.of(uow).list(
                 page, action=action, actor_id=actor_id, subject_id=subject_id
             )

@@ -23,9 +23,16 @@ from promptstack.models.auth import LoginFailure, RefreshToken, TokenPurpose
 from promptstack.models.events import PasswordResetRequested, VerificationRequested
 from promptstack.models.rules import email_key, password_problem
 from promptstack.models.user import User, UserSnapshot
+from promptstack.repositories.auth import (
+    ActionTokenRepository,
+    LoginFailureRepository,
+    RefreshTokenRepository,
+)
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from promptstack.repositories.users import UserRepository
 from promptstack.services.account_mail import AccountMail
 from promptstack.services.audit import Auditor
+from promptstack.services.user_snapshots import UserSnapshots
 
 log = get_logger(__name__)
 
@@ -52,6 +59,7 @@ class AuthService:
         self,
         settings: Settings,
         uow: UnitOfWorkFactory,
+        snapshots: UserSnapshots,
         hasher: PasswordHasher,
         tokens: TokenCodec,
         mail: AccountMail,
@@ -60,6 +68,7 @@ class AuthService:
         ids: IdSource,
     ) -> None:
         self.uow = uow
+        self.snapshots = snapshots
         self.hasher = hasher
         self.tokens = tokens
         self.mail = mail
@@ -83,9 +92,9 @@ class AuthService:
         """
         now = self.clock.now()
         async with self.uow() as uow:
-            user = await uow.users.by_login(_login_key(identifier))
+            user = await UserRepository.of(uow).by_login(_login_key(identifier))
             account_key = _account_key(user, identifier)
-            await uow.login_failures.lock(account_key, f"address:{address}")
+            await LoginFailureRepository.of(uow).lock(account_key, f"address:{address}")
             retry_after = await self._locked_for(uow, account_key, address, now)
             if retry_after is None:
                 attempt = LoginFailure(
@@ -95,7 +104,7 @@ class AuthService:
                     at=now,
                     pending=True,
                 )
-                uow.login_failures.add(attempt)
+                LoginFailureRepository.of(uow).add(attempt)
         if retry_after is not None:
             raise LoginLocked(
                 "Too many failed logins for this account or address.", retry_after=retry_after
@@ -109,8 +118,8 @@ class AuthService:
 
         async with self.uow() as uow:
             if not valid or user is None:
-                await uow.login_failures.settle(attempt.id)
-                await uow.login_failures.purge_before(now - self.lockout)
+                await LoginFailureRepository.of(uow).settle(attempt.id)
+                await LoginFailureRepository.of(uow).purge_before(now - self.lockout)
                 self.audit.record(
                     uow,
                     "auth.login_failed",
@@ -120,8 +129,8 @@ class AuthService:
                 )
                 fresh = None
             else:
-                await uow.login_failures.release(attempt.id)
-                fresh = await uow.users.get(user.id)
+                await LoginFailureRepository.of(uow).release(attempt.id)
+                fresh = await UserRepository.of(uow).get(user.id)
                 if fresh is not None and fresh.is_active and fresh.deleted_at is None:
                     if new_hash is not None:
                         fresh.password_hash = new_hash
@@ -140,8 +149,14 @@ class AuthService:
         since = now - self.lockout
         waits = []
         for failures, limit in (
-            (await uow.login_failures.recent_for_account(account_key, since), self.max_per_account),
-            (await uow.login_failures.recent_for_address(address, since), self.max_per_address),
+            (
+                await LoginFailureRepository.of(uow).recent_for_account(account_key, since),
+                self.max_per_account,
+            ),
+            (
+                await LoginFailureRepository.of(uow).recent_for_address(address, since),
+                self.max_per_address,
+            ),
         ):
             if len(failures) >= limit:
                 # Failures are newest first; the lock lifts when the limit-th newest ages out.
@@ -155,21 +170,25 @@ class AuthService:
         now = self.clock.now()
         token_hash = hash_token(refresh_token)
         async with self.uow() as uow:
-            if await uow.refresh_tokens.rotate(claims.token_id, token_hash, now):
-                user = await uow.users.get(claims.user_id)
+            if await RefreshTokenRepository.of(uow).rotate(claims.token_id, token_hash, now):
+                user = await UserRepository.of(uow).get(claims.user_id)
                 if user is not None and user.is_active and user.deleted_at is None:
                     return await self._issue_pair(uow, user, family_id=claims.family_id)
-                await uow.refresh_tokens.revoke_family(claims.user_id, claims.family_id, now)
+                await RefreshTokenRepository.of(uow).revoke_family(
+                    claims.user_id, claims.family_id, now
+                )
                 reused = False
             else:
-                stored = await uow.refresh_tokens.get(claims.token_id)
+                stored = await RefreshTokenRepository.of(uow).get(claims.token_id)
                 reused = (
                     stored is not None
                     and stored.token_hash == token_hash
                     and stored.rotated_at is not None
                 )
                 if reused and stored is not None:
-                    await uow.refresh_tokens.revoke_family(stored.user_id, stored.family_id, now)
+                    await RefreshTokenRepository.of(uow).revoke_family(
+                        stored.user_id, stored.family_id, now
+                    )
                     self.audit.record(
                         uow,
                         "auth.refresh_token_reused",
@@ -189,16 +208,16 @@ class AuthService:
             raise Unauthorized("The refresh token does not belong to this account.")
         now = self.clock.now()
         async with self.uow() as uow:
-            stored = await uow.refresh_tokens.get(claims.token_id)
+            stored = await RefreshTokenRepository.of(uow).get(claims.token_id)
             if stored is None or stored.token_hash != hash_token(refresh_token):
                 raise Unauthorized("The refresh token is not known.")
-            await uow.refresh_tokens.revoke_family(user.id, stored.family_id, now)
+            await RefreshTokenRepository.of(uow).revoke_family(user.id, stored.family_id, now)
             self.audit.record(uow, "auth.logout", actor_id=user.id, subject_id=user.id)
 
     async def authenticate(self, access_token: str) -> UserSnapshot:
         """The live account an access token speaks for (from the cache when it can be)."""
         claims = self.tokens.read_access(access_token)
-        user = await self.uow.user_snapshot(claims.user_id)
+        user = await self.snapshots.get(claims.user_id)
         if (
             user is None
             or not user.is_active
@@ -222,7 +241,7 @@ class AuthService:
     async def send_password_reset(self, uow: UnitOfWork, event: PasswordResetRequested) -> None:
         """Handles a reset request: issue a token and email it, if the account exists."""
         key = _email_key(event.email)
-        user = await uow.users.by_email(key) if key else None
+        user = await UserRepository.of(uow).by_email(key) if key else None
         if user is None or not user.is_active or user.deleted_at is not None:
             return
         await self.mail.password_reset(uow, user)
@@ -238,10 +257,10 @@ class AuthService:
         new_hash = await self.hasher.hash(new_password)
         now = self.clock.now()
         async with self.uow() as uow:
-            used = await uow.action_tokens.consume(
+            used = await ActionTokenRepository.of(uow).consume(
                 hash_token(token), TokenPurpose.PASSWORD_RESET, now
             )
-            user = await uow.users.get(used.user_id) if used else None
+            user = await UserRepository.of(uow).get(used.user_id) if used else None
             if user is None or not user.is_active or user.deleted_at is not None:
                 raise InvalidToken("The reset token is invalid, used or expired.")
             problem = password_problem(new_password, email=user.email, username=user.username)
@@ -251,7 +270,7 @@ class AuthService:
             user.is_verified = True
             user.session_version += 1
             user.updated_at = now
-            await uow.refresh_tokens.revoke_all_for(user.id, now)
+            await RefreshTokenRepository.of(uow).revoke_all_for(user.id, now)
             self.audit.record(uow, "auth.password_reset", actor_id=user.id, subject_id=user.id)
 
     async def request_verification(self, email: str) -> None:
@@ -266,16 +285,16 @@ class AuthService:
         """Handles the events that call for a verification email: issue a token and email
         it, unless the address is confirmed already."""
         if user_id is not None:
-            user = await uow.users.get(user_id)
+            user = await UserRepository.of(uow).get(user_id)
         else:
             key = _email_key(email or "")
-            user = await uow.users.by_email(key) if key else None
+            user = await UserRepository.of(uow).by_email(key) if key else None
         if user is None or user.is_verified or not user.is_active or user.deleted_at is not None:
             return
         await self.mail.verification(uow, user)
 
     async def send_welcome(self, uow: UnitOfWork, user_id: uuid.UUID) -> None:
-        user = await uow.users.get(user_id)
+        user = await UserRepository.of(uow).get(user_id)
         if user is None or not user.is_active or user.deleted_at is not None:
             return
         await self.mail.welcome(user)
@@ -283,10 +302,10 @@ class AuthService:
     async def verify_email(self, token: str) -> None:
         now = self.clock.now()
         async with self.uow() as uow:
-            used = await uow.action_tokens.consume(
+            used = await ActionTokenRepository.of(uow).consume(
                 hash_token(token), TokenPurpose.EMAIL_VERIFICATION, now
             )
-            user = await uow.users.get(used.user_id) if used else None
+            user = await UserRepository.of(uow).get(used.user_id) if used else None
             if user is None or user.deleted_at is not None:
                 raise InvalidToken("The verification token is invalid, used or expired.")
             user.is_verified = True
@@ -296,7 +315,7 @@ class AuthService:
     async def _issue_pair(self, uow: UnitOfWork, user: User, *, family_id: uuid.UUID) -> TokenPair:
         access = self.tokens.issue_access(user.id, user.session_version, family_id)
         refresh = self.tokens.issue_refresh(user.id, family_id)
-        uow.refresh_tokens.add(
+        RefreshTokenRepository.of(uow).add(
             RefreshToken(
                 id=refresh.token_id,
                 family_id=family_id,

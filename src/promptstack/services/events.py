@@ -8,7 +8,7 @@ from promptstack.core.errors import NotFound
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.models.messaging import OutboxMessage
 from promptstack.models.user import UserSnapshot
-from promptstack.repositories.outbox import Backlog
+from promptstack.repositories.outbox import Backlog, OutboxRepository
 from promptstack.repositories.unit_of_work import UnitOfWorkFactory
 from promptstack.services.audit import Auditor
 
@@ -20,17 +20,17 @@ class EventAdmin:
 
     async def backlog(self) -> Backlog:
         async with self.uow(read_only=True) as uow:
-            return await uow.outbox.backlog()
+            return await OutboxRepository.of(uow).backlog()
 
     async def parked(self, request: PageRequest) -> Page[OutboxMessage]:
         """Oldest parked first: the order they should be looked at and replayed in."""
         async with self.uow(read_only=True) as uow:
-            return await uow.outbox.parked(request)
+            return await OutboxRepository.of(uow).parked(request)
 
     async def replay(self, actor: UserSnapshot, event_id: uuid.UUID) -> None:
         """Give a parked event a fresh set of attempts, once its cause is fixed."""
         async with self.uow() as uow:
-            if not await uow.outbox.replay(event_id, self.uow.clock.now()):
+            if not await OutboxRepository.of(uow).replay(event_id, self.uow.clock.now()):
                 raise NotFound("No parked event has this id.")
             self.audit.record(
                 uow, "event.replayed", actor_id=actor.id, subject_id=None, event_id=str(event_id)

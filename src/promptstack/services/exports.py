@@ -18,7 +18,11 @@ from promptstack.models.audit import AuditEntry
 from promptstack.models.job import Job
 from promptstack.models.notification import Notification
 from promptstack.models.user import User, UserSnapshot
+from promptstack.repositories.audit import AuditRepository
+from promptstack.repositories.jobs import JobRepository
+from promptstack.repositories.notifications import NotificationRepository
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from promptstack.repositories.users import UserRepository
 from promptstack.services.audit import Auditor
 from promptstack.services.jobs import FatalJobError, JobService
 
@@ -39,7 +43,7 @@ class AccountExports:
         """Start an export of the caller's data. While one is still pending or running,
         asking again returns that one instead of starting another."""
         async with self.uow() as uow:
-            running = await uow.jobs.unfinished_of(actor.id, ACCOUNT_EXPORT)
+            running = await JobRepository.of(uow).unfinished_of(actor.id, ACCOUNT_EXPORT)
             if running is not None:
                 return running
             job = await self.jobs.submit(uow, actor.id, ACCOUNT_EXPORT, {"user_id": str(actor.id)})
@@ -61,13 +65,13 @@ async def gather_account_export(
     account's notifications, a page at a time; `progress` hears how many records are
     gathered out of how many there are."""
     async with uow(read_only=True) as reading:
-        user = await reading.users.get(user_id)
+        user = await UserRepository.of(reading).get(user_id)
         if user is None or user.deleted_at is not None:
             raise FatalJobError("The account no longer exists.")
         total = (
             1
-            + await reading.audit.count_about(user_id)
-            + await reading.notifications.count_of(user_id)
+            + await AuditRepository.of(reading).count_about(user_id)
+            + await NotificationRepository.of(reading).count_of(user_id)
         )
     gathered = 1
     await progress(gathered, total)
@@ -99,12 +103,12 @@ Records = tuple[list[dict[str, Any]], str | None]
 
 
 async def _audit_page(reading: UnitOfWork, user_id: uuid.UUID, page: PageRequest) -> Records:
-    found = await reading.audit.list(page, subject_id=user_id)
+    found = await AuditRepository.of(reading).list(page, subject_id=user_id)
     return [_entry(entry) for entry in found.items], found.next_cursor
 
 
 async def _notification_page(reading: UnitOfWork, user_id: uuid.UUID, page: PageRequest) -> Records:
-    found = await reading.notifications.inbox(user_id, page)
+    found = await NotificationRepository.of(reading).inbox(user_id, page)
     return [_notification(notification) for notification in found.items], found.next_cursor
 
 

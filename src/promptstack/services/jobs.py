@@ -30,6 +30,7 @@ from promptstack.core.settings import Settings
 from promptstack.models.events import JobSubmitted
 from promptstack.models.job import UNFINISHED, Job, JobState
 from promptstack.models.user import ROLE_RANK, Role, UserSnapshot
+from promptstack.repositories.jobs import JobRepository
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 # A runner that finds a job leased looks again this long after the lease should lapse.
@@ -112,7 +113,7 @@ class JobService:
             created_at=now,
             updated_at=now,
         )
-        uow.jobs.add(job)
+        JobRepository.of(uow).add(job)
         uow.record(JobSubmitted(job_id=job.id, kind=kind), aggregate_id=job.id)
         uow.after_commit(lambda: JOBS.labels(kind, JobState.PENDING.value).inc())
         return job
@@ -120,7 +121,7 @@ class JobService:
     async def get(self, actor: UserSnapshot, job_id: uuid.UUID) -> Job:
         """A job as its owner or an administrator sees it; to anyone else it does not exist."""
         async with self.uow(read_only=True) as uow:
-            job = await uow.jobs.get(job_id)
+            job = await JobRepository.of(uow).get(job_id)
         if job is None or not _may_read(actor, job):
             raise NotFound("No such job.")
         return job
@@ -129,13 +130,13 @@ class JobService:
         """Set the gauges of waiting and running jobs from the table (at scrape time, so
         any process reports them, wherever the jobs run)."""
         async with self.uow(read_only=True) as uow:
-            counts = await uow.jobs.count_unfinished()
+            counts = await JobRepository.of(uow).count_unfinished()
         for state, count in counts.items():
             JOBS_UNFINISHED.labels(state.value).set(count)
 
     async def unfinished(self) -> list[uuid.UUID]:
         async with self.uow(read_only=True) as uow:
-            return await uow.jobs.unfinished_ids()
+            return await JobRepository.of(uow).unfinished_ids()
 
     # --- the runner's side ----------------------------------------------------------------
 
@@ -144,7 +145,7 @@ class JobService:
         or given up now because its runners kept dying)."""
         now = self.clock.now()
         async with self.uow() as uow:
-            job = await uow.jobs.get_for_update(job_id)
+            job = await JobRepository.of(uow).get_for_update(job_id)
             if job is None or job.state not in UNFINISHED:
                 return None
             if job.state is JobState.PROGRESS:
@@ -184,14 +185,14 @@ class JobService:
         if total is not None:
             values["total"] = total
         async with self.uow() as uow:
-            held = await uow.jobs.update_claimed(job.id, job.attempt, **values)
+            held = await JobRepository.of(uow).update_claimed(job.id, job.attempt, **values)
         if not held:
             raise JobLost(f"job {job.id} was taken over by another runner")
 
     async def renew(self, job: ClaimedJob) -> bool:
         """Extend the lease; False when the job is no longer this runner's."""
         async with self.uow() as uow:
-            return await uow.jobs.update_claimed(
+            return await JobRepository.of(uow).update_claimed(
                 job.id, job.attempt, locked_until=self.clock.now() + self.lease
             )
 
@@ -200,7 +201,7 @@ class JobService:
         now = self.clock.now()
         async with self.uow() as uow:
             done = func.coalesce(Job.total, Job.current)
-            return await uow.jobs.update_claimed(
+            return await JobRepository.of(uow).update_claimed(
                 job.id,
                 job.attempt,
                 state=JobState.SUCCESS,
@@ -228,7 +229,7 @@ class JobService:
         else:
             values.update(state=JobState.FAILURE, finished_at=now)
         async with self.uow() as uow:
-            held = await uow.jobs.update_claimed(job.id, job.attempt, **values)
+            held = await JobRepository.of(uow).update_claimed(job.id, job.attempt, **values)
         if not held:
             raise JobLost(f"job {job.id} was taken over by another runner")
         if not retry:
@@ -239,7 +240,7 @@ class JobService:
         """Give the job back unfinished (its process is stopping): pending again, and the
         interrupted attempt does not count."""
         async with self.uow() as uow:
-            await uow.jobs.update_claimed(
+            await JobRepository.of(uow).update_claimed(
                 job.id,
                 job.attempt,
                 state=JobState.PENDING,

@@ -19,7 +19,9 @@ from promptstack.core.settings import Settings
 from promptstack.models.events import NotificationRequested
 from promptstack.models.notification import Notification
 from promptstack.models.user import Role, UserSnapshot
+from promptstack.repositories.notifications import NotificationRepository
 from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from promptstack.repositories.users import UserRepository
 from promptstack.services.audit import Auditor
 
 
@@ -52,7 +54,7 @@ class NotificationService:
             raise Forbidden("Only administrators may send notifications.")
         notification_id = self.ids.new()
         async with self.uow() as uow:
-            user = await uow.users.get(user_id)
+            user = await UserRepository.of(uow).get(user_id)
             if user is None or user.deleted_at is not None:
                 raise NotFound("No such user.")
             self.audit.record(
@@ -80,15 +82,15 @@ class NotificationService:
     ) -> None:
         """Put the notification in the user's inbox, dated when it was sent; nothing when it
         is there already or the user is gone."""
-        if await uow.notifications.get(event.notification_id) is not None:
+        if await NotificationRepository.of(uow).get(event.notification_id) is not None:
             return
-        user = await uow.users.get(event.user_id)
+        user = await UserRepository.of(uow).get(event.user_id)
         if user is None or user.deleted_at is not None:
             return
         sender_id = event.sender_id
-        if sender_id is not None and await uow.users.get(sender_id) is None:
+        if sender_id is not None and await UserRepository.of(uow).get(sender_id) is None:
             sender_id = None
-        uow.notifications.add(
+        NotificationRepository.of(uow).add(
             Notification(
                 id=event.notification_id,
                 user_id=user.id,
@@ -102,7 +104,7 @@ class NotificationService:
 
     async def deliver_email(self, uow: UnitOfWork, event: NotificationRequested) -> None:
         """Email the notification to the user's current address, unless the user is gone."""
-        user = await uow.users.get(event.user_id)
+        user = await UserRepository.of(uow).get(event.user_id)
         if user is None or user.deleted_at is not None:
             return
         app = self.settings.app_name
@@ -125,14 +127,18 @@ class NotificationService:
     ) -> Page[Notification]:
         """The caller's own notifications, newest first."""
         async with self.uow(read_only=True) as uow:
-            return await uow.notifications.inbox(actor.id, page, unread_only=unread_only)
+            return await NotificationRepository.of(uow).inbox(
+                actor.id, page, unread_only=unread_only
+            )
 
     async def mark_read(self, actor: UserSnapshot, notification_id: uuid.UUID) -> Notification:
         """Mark one of the caller's notifications read; marking it again keeps the first
         read time. Another user's notification is not found, like an unknown one."""
         async with self.uow() as uow:
-            await uow.notifications.mark_read(actor.id, notification_id, self.clock.now())
-            notification = await uow.notifications.of_user(actor.id, notification_id)
+            await NotificationRepository.of(uow).mark_read(
+                actor.id, notification_id, self.clock.now()
+            )
+            notification = await NotificationRepository.of(uow).of_user(actor.id, notification_id)
             if notification is None:
                 raise NotFound("No such notification.")
         return notification
@@ -140,4 +146,4 @@ class NotificationService:
     async def mark_all_read(self, actor: UserSnapshot) -> int:
         """Mark every unread notification of the caller read; how many there were."""
         async with self.uow() as uow:
-            return await uow.notifications.mark_all_read(actor.id, self.clock.now())
+            return await NotificationRepository.of(uow).mark_all_read(actor.id, self.clock.now())

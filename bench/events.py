@@ -40,9 +40,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from promptstack.audit.models import AuditEntry
+from promptstack.audit.repository import AuditRepository
 from promptstack.bootstrap import Container, bootstrap
-from promptstack.core.events import Envelope, Event
+from promptstack.core.envelope import Envelope, Event
 from promptstack.core.settings import Settings
+from promptstack.core.unit_of_work import UnitOfWork
+from promptstack.events.models import OutboxMessage
 from promptstack.events.rabbitmq import (
     dead_letter_queue_name,
     exchange_name,
@@ -51,9 +55,6 @@ from promptstack.events.rabbitmq import (
     retry_queue_name,
 )
 from promptstack.migrations.runner import upgrade
-from promptstack.models.audit import AuditEntry
-from promptstack.models.messaging import OutboxMessage
-from promptstack.repositories.unit_of_work import UnitOfWork
 
 console = Console()
 SAMPLE_SECONDS = 0.25
@@ -284,7 +285,7 @@ EFFECT = "bench.effect"
 
 
 async def _handle(event: BenchEvent, envelope: Envelope, uow: UnitOfWork) -> None:
-    uow.audit.add(
+    AuditRepository.of(uow).add(
         AuditEntry(
             id=uuid.uuid4(),
             action=EFFECT,

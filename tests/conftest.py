@@ -25,7 +25,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import promptstack.models  # noqa: F401
+import promptstack.tables  # noqa: F401
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.clock import FrozenClock
 from promptstack.core.database import Base

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from promptstack.models.audit import AuditEntry
-from promptstack.repositories.audit import AuditRepository
-from promptstack.tasks.registry import JobContext, JobResult, kinds
+from promptstack.audit.models import AuditEntry
+from promptstack.audit.repository import AuditRepository
+from promptstack.jobs.registry import JobContext, JobResult, kinds
 
 EFFECT = "test.effect"
 GATE_POLL_SECONDS = 0.02

@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
+from promptstack.accounts.models import Role
+from promptstack.accounts.service import NewAccount
 from promptstack.bootstrap import Container
 from promptstack.core.settings import Settings
-from promptstack.models.user import Role
-from promptstack.services.accounts import NewAccount
 
 PASSWORD = "correct horse battery"
 

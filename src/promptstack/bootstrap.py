@@ -8,9 +8,17 @@ patching modules.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 
+from promptstack.accounts import handlers as account_handlers
+from promptstack.accounts.mail import AccountMail
+from promptstack.accounts.models import UserSnapshot
+from promptstack.accounts.service import AccountService
+from promptstack.accounts.sessions import AuthService
+from promptstack.accounts.snapshots import UserSnapshots
+from promptstack.admin.service import EventAdmin
+from promptstack.audit.service import AuditLog, Auditor
 from promptstack.core.cache import Cache, CacheRegion, MemoryCache, RedisCache, redis_client
 from promptstack.core.clock import Clock, SystemClock
 from promptstack.core.database import Database
@@ -26,30 +34,24 @@ from promptstack.core.rate_limit import (
 from promptstack.core.resilience import CircuitBreaker
 from promptstack.core.security import PasswordHasher, TokenCodec
 from promptstack.core.settings import Settings
+from promptstack.core.unit_of_work import UnitOfWorkFactory
 from promptstack.events.bus import Publisher
 from promptstack.events.consumers import Consumers
 from promptstack.events.delivery import Delivery
-from promptstack.events.handlers import accounts as account_handlers
-from promptstack.events.handlers import jobs as job_handlers
-from promptstack.events.handlers import notifications as notification_handlers
 from promptstack.events.inprocess import InProcessBus
-from promptstack.events.rabbitmq import RabbitConsumers, RabbitPublisher
+from promptstack.events.outbox import OutboxTable
+from promptstack.events.rabbitmq import DeadLetters, RabbitConsumers, RabbitPublisher
 from promptstack.events.relay import Relay
-from promptstack.models.user import UserSnapshot
-from promptstack.repositories.unit_of_work import UnitOfWorkFactory
-from promptstack.services.account_mail import AccountMail
-from promptstack.services.accounts import AccountService
-from promptstack.services.audit import AuditLog, Auditor
-from promptstack.services.auth import AuthService
-from promptstack.services.events import EventAdmin
-from promptstack.services.exports import AccountExports
-from promptstack.services.features import FeatureFlags
-from promptstack.services.jobs import JobService
-from promptstack.services.notifications import NotificationService
-from promptstack.services.user_snapshots import UserSnapshots
-from promptstack.tasks.executor import Executor, build_executor
-from promptstack.tasks.registry import load_job_modules
-from promptstack.tasks.runner import JobRunner
+from promptstack.exports.service import AccountExports
+from promptstack.features.service import FeatureFlags
+from promptstack.jobs import handlers as job_handlers
+from promptstack.jobs.celery_app import run_worker as run_celery_worker
+from promptstack.jobs.executor import Executor, build_executor
+from promptstack.jobs.registry import load_job_modules
+from promptstack.jobs.runner import JobRunner
+from promptstack.jobs.service import JobService
+from promptstack.notifications import handlers as notification_handlers
+from promptstack.notifications.service import NotificationService
 
 log = get_logger(__name__)
 
@@ -80,6 +82,14 @@ class Container:
     broker_consumers: RabbitConsumers | None
     # Readiness of the broker, when there is one.
     broker_ping: Callable[[], Awaitable[None]] | None = None
+
+    def services(self) -> dict[type, object]:
+        """Everything built, by its type, for routes to ask for (`http.dependencies.provider`);
+        the container itself too, for the operational endpoints that look at all of it."""
+        values = (getattr(self, field.name) for field in fields(self))
+        found: dict[type, object] = {type(value): value for value in values}
+        found[Container] = self
+        return found
 
     async def start_events(self) -> None:
         """Relay the outbox, and consume from the broker when there is one."""
@@ -121,7 +131,7 @@ def bootstrap(
     users: CacheRegion[UserSnapshot] = cache.region(
         "users", UserSnapshot, settings.cache_user_ttl_seconds, immutable=True
     )
-    uow = UnitOfWorkFactory(database, clock=clock, ids=ids)
+    uow = UnitOfWorkFactory(database, outbox=OutboxTable(), clock=clock, ids=ids)
     snapshots = UserSnapshots(
         uow,
         users,
@@ -209,3 +219,13 @@ def _cache_and_limiter(settings: Settings) -> tuple[Cache, FailOpenLimiter]:
         replay_interval=settings.redis_recovery_seconds,
     )
     return cache, FailOpenLimiter(RedisRateLimiter(client, settings.cache_namespace), breaker)
+
+
+def dead_letters(settings: Settings, consumer: str) -> DeadLetters:
+    """The broker's dead-letter queue of one consumer (`promptstack dead-letters`)."""
+    return DeadLetters(settings, consumer)
+
+
+def run_worker(settings: Settings, *, concurrency: int, loglevel: str) -> None:
+    """Run a Celery worker whose processes build their services with `bootstrap`."""
+    run_celery_worker(settings, bootstrap, concurrency=concurrency, loglevel=loglevel)

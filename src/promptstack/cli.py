@@ -17,16 +17,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from promptstack.api.server_protocol import bounded_http_protocol
+from promptstack import bootstrap as composition
+from promptstack.accounts.models import Role
+from promptstack.accounts.service import NewAccount
 from promptstack.bootstrap import bootstrap
 from promptstack.core.errors import AppError
 from promptstack.core.logging import configure_logging
 from promptstack.core.settings import Settings
-from promptstack.events.rabbitmq import DeadLetters
+from promptstack.http.server_protocol import bounded_http_protocol
 from promptstack.migrations.runner import upgrade
-from promptstack.models.user import Role
-from promptstack.services.accounts import NewAccount
-from promptstack.tasks.celery_app import run_worker
 
 app = typer.Typer(help="Prompt Stack: run and administer the service.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -152,9 +151,8 @@ def worker(
             "jobs run inside `promptstack serve`.[/red]"
         )
         raise typer.Exit(2)
-    run_worker(
+    composition.run_worker(
         settings,
-        bootstrap,
         concurrency=concurrency or settings.job_concurrency,
         loglevel=loglevel.upper(),
     )
@@ -185,7 +183,7 @@ async def _dead_letters(
                 f"[red]Unknown consumer {escape(consumer)!r}; one of: {', '.join(known)}[/red]"
             )
             raise typer.Exit(2)
-        letters = DeadLetters(settings, consumer)
+        letters = composition.dead_letters(settings, consumer)
         if replay:
             moved = await letters.replay(event)
             console.print(

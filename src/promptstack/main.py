@@ -8,30 +8,28 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from promptstack import __version__
-from promptstack.api.middleware import (
+from promptstack import __version__, health
+from promptstack.accounts import routes as accounts_routes
+from promptstack.accounts import session_routes
+from promptstack.admin import routes as admin_routes
+from promptstack.bootstrap import Container, bootstrap
+from promptstack.core.logging import configure_logging, get_logger
+from promptstack.core.rate_limit import Quota
+from promptstack.core.settings import Settings
+from promptstack.core.tracing import tracer_provider
+from promptstack.exports import routes as exports_routes
+from promptstack.features import routes as features_routes
+from promptstack.http import API_V1
+from promptstack.http.middleware import (
     BodyLimitMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
     TrustedHostMiddleware,
 )
-from promptstack.api.problems import install_problem_handlers
-from promptstack.api.routes import (
-    API_V1,
-    admin,
-    auth,
-    features,
-    health,
-    jobs,
-    notifications,
-    users,
-)
-from promptstack.bootstrap import Container, bootstrap
-from promptstack.core.logging import configure_logging, get_logger
-from promptstack.core.rate_limit import Quota
-from promptstack.core.settings import Settings
-from promptstack.core.tracing import tracer_provider
+from promptstack.http.problems import install_problem_handlers
+from promptstack.jobs import routes as jobs_routes
+from promptstack.notifications import routes as notifications_routes
 
 log = get_logger(__name__)
 
@@ -87,6 +85,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = container
+    app.state.services = container.services()
     app.state.tracer_provider = tracing
     install_problem_handlers(app)
 
@@ -129,6 +128,14 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)
-    for module in (auth, users, admin, features, notifications, jobs):
+    for module in (
+        session_routes,
+        accounts_routes,
+        exports_routes,
+        admin_routes,
+        features_routes,
+        notifications_routes,
+        jobs_routes,
+    ):
         app.include_router(module.router)
     return app

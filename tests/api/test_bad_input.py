@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 
-from promptstack.models.user import Role
+from promptstack.accounts.models import Role
 from tests.bad_input import MALFORMED_BODIES, NOT_UUIDS, encode, label
 from tests.support import PASSWORD, Account, Api, assert_problem
 

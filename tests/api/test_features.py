@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from promptstack.accounts.models import Role
 from promptstack.core.clock import FrozenClock
-from promptstack.models.user import Role
 from tests.support import Account, Api, assert_problem
 
 FEATURES = "/api/v1/features"

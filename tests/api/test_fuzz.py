@@ -18,10 +18,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from promptstack.accounts.models import Role
+from promptstack.accounts.service import NewAccount
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.main import create_app
-from promptstack.models.user import Role
-from promptstack.services.accounts import NewAccount
 from tests.conftest import make_settings
 
 

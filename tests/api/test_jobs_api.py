@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from promptstack.core.clock import FrozenClock
-from promptstack.models.job import UNFINISHED
-from promptstack.repositories.jobs import JobRepository
+from promptstack.jobs.models import UNFINISHED
+from promptstack.jobs.repository import JobRepository
 from tests.bad_input import NOT_UUIDS
 from tests.support import Account, Api, assert_problem
 

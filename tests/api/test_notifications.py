@@ -12,15 +12,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from promptstack.accounts.models import Role
+from promptstack.audit.models import AuditEntry
 from promptstack.core.clock import FrozenClock
+from promptstack.core.envelope import Envelope
 from promptstack.core.errors import Forbidden
-from promptstack.core.events import Envelope
-from promptstack.models.audit import AuditEntry
-from promptstack.models.events import NotificationRequested
-from promptstack.models.messaging import OutboxMessage
-from promptstack.models.notification import Notification
-from promptstack.models.user import Role
-from promptstack.repositories.outbox import OutboxRepository
+from promptstack.events.models import OutboxMessage
+from promptstack.events.outbox import OutboxRepository
+from promptstack.notifications.events import NotificationRequested
+from promptstack.notifications.models import Notification
 from tests.support import Account, Api, assert_problem
 
 NOTIFICATIONS = "/api/v1/notifications"

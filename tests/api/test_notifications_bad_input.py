@@ -14,11 +14,11 @@ import jwt
 import pytest
 from sqlalchemy import func, select
 
+from promptstack.accounts.models import Role
+from promptstack.audit.models import AuditEntry
 from promptstack.core.clock import FrozenClock
-from promptstack.models.audit import AuditEntry
-from promptstack.models.messaging import OutboxMessage
-from promptstack.models.notification import Notification
-from promptstack.models.user import Role
+from promptstack.events.models import OutboxMessage
+from promptstack.notifications.models import Notification
 from tests.bad_input import (
     MALFORMED_BODIES,
     NOT_UUIDS,

@@ -17,8 +17,8 @@ import httpx
 import jwt
 import pytest
 
+from promptstack.accounts.models import Role
 from promptstack.core.clock import FrozenClock
-from promptstack.models.user import Role
 from tests.bad_input import OTHER_KEY, b64url, claims_of
 from tests.support import PASSWORD, Account, Api, assert_problem
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from promptstack.models.user import Role
+from promptstack.accounts.models import Role
 from tests.support import Api, assert_problem
 
 ME = "/api/v1/users/me"

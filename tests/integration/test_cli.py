@@ -20,7 +20,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-import promptstack.models  # noqa: F401  (registers every table on the metadata)
+import promptstack.tables  # noqa: F401  (registers every table on the metadata)
 from promptstack.cli import app
 from promptstack.core.database import Base
 from promptstack.core.settings import Settings

@@ -21,11 +21,15 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
+from promptstack.audit.models import AuditEntry
+from promptstack.audit.repository import AuditRepository
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.clock import SystemClock
-from promptstack.core.events import Envelope, Event
+from promptstack.core.envelope import Envelope, Event
 from promptstack.core.settings import Settings
+from promptstack.core.unit_of_work import UnitOfWork
 from promptstack.events.bus import Publisher, PublishReport
+from promptstack.events.models import OutboxMessage
 from promptstack.events.rabbitmq import (
     RabbitConsumers,
     dead_letter_queue_name,
@@ -33,10 +37,6 @@ from promptstack.events.rabbitmq import (
     exchange_name,
 )
 from promptstack.events.relay import Relay
-from promptstack.models.audit import AuditEntry
-from promptstack.models.messaging import OutboxMessage
-from promptstack.repositories.audit import AuditRepository
-from promptstack.repositories.unit_of_work import UnitOfWork
 from tests.amqp import Broker, delete_namespace
 from tests.support import eventually
 

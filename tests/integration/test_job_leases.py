@@ -23,10 +23,10 @@ import pytest
 
 from promptstack.bootstrap import Container
 from promptstack.core.clock import FrozenClock
-from promptstack.models.job import Job, JobState
-from promptstack.repositories.jobs import JobRepository
-from promptstack.services.jobs import Busy, ClaimedJob, JobLost, JobService
-from promptstack.tasks.runner import RunAgain
+from promptstack.jobs.models import Job, JobState
+from promptstack.jobs.repository import JobRepository
+from promptstack.jobs.runner import RunAgain
+from promptstack.jobs.service import Busy, ClaimedJob, JobLost, JobService
 from tests.jobs_for_tests import marks
 from tests.support import eventually
 

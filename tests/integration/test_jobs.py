@@ -24,14 +24,14 @@ import pytest
 import redis
 from kombu import Connection
 
+from promptstack.audit.repository import AuditRepository
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.pagination import PageRequest
 from promptstack.core.settings import Settings
-from promptstack.models.job import UNFINISHED, Job, JobState
-from promptstack.repositories.audit import AuditRepository
-from promptstack.repositories.jobs import JobRepository
-from promptstack.services.jobs import Busy
-from promptstack.tasks.inprocess import InProcessExecutor
+from promptstack.jobs.inprocess import InProcessExecutor
+from promptstack.jobs.models import UNFINISHED, Job, JobState
+from promptstack.jobs.repository import JobRepository
+from promptstack.jobs.service import Busy
 from tests.celery_worker import WorkerProcess
 from tests.conftest import empty_postgres, make_settings, unavailable
 from tests.jobs_for_tests import EFFECT, marks

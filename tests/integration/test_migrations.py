@@ -22,11 +22,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-import promptstack.models  # noqa: F401  (registers every table on the metadata)
+import promptstack.tables  # noqa: F401  (registers every table on the metadata)
+from promptstack.accounts.service import NewAccount
 from promptstack.bootstrap import bootstrap
 from promptstack.core.database import NAMING_CONVENTION, Base
 from promptstack.migrations.runner import alembic_config
-from promptstack.services.accounts import NewAccount
 from tests.conftest import make_settings
 from tests.support import PASSWORD
 

@@ -17,15 +17,16 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from promptstack.audit.models import AuditEntry
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.clock import FrozenClock
-from promptstack.core.events import Envelope, Event
+from promptstack.core.envelope import Envelope, Event
 from promptstack.core.settings import Settings
+from promptstack.core.unit_of_work import UnitOfWork
 from promptstack.events.bus import PublishReport, by_aggregate
+from promptstack.events.models import InboxEntry, OutboxMessage
+from promptstack.events.outbox import OUTBOX_CHANNEL
 from promptstack.events.relay import Relay
-from promptstack.models.audit import AuditEntry
-from promptstack.models.messaging import InboxEntry, OutboxMessage
-from promptstack.repositories.unit_of_work import OUTBOX_CHANNEL, UnitOfWork
 from tests.bad_input import NOT_UUIDS
 from tests.support import Api, assert_problem, eventually
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from promptstack.accounts.repository import UserRepository
+from promptstack.accounts.service import NewAccount
 from promptstack.bootstrap import Container, bootstrap
-from promptstack.repositories.unit_of_work import UnitOfWorkFactory
-from promptstack.repositories.users import UserRepository
-from promptstack.services.accounts import NewAccount
+from promptstack.core.unit_of_work import UnitOfWorkFactory
 from tests.conftest import make_settings
 
 PASSWORD = "correct horse battery"

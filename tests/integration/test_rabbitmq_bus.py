@@ -15,10 +15,14 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from promptstack.audit.models import AuditEntry
+from promptstack.audit.repository import AuditRepository
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.clock import FrozenClock
-from promptstack.core.events import Envelope, Event
+from promptstack.core.envelope import Envelope, Event
 from promptstack.core.settings import Settings
+from promptstack.core.unit_of_work import UnitOfWork
+from promptstack.events.models import InboxEntry, OutboxMessage
 from promptstack.events.rabbitmq import (
     DeadLetter,
     DeadLetters,
@@ -29,10 +33,6 @@ from promptstack.events.rabbitmq import (
     retry_queue_name,
 )
 from promptstack.events.relay import BrokerUnavailable
-from promptstack.models.audit import AuditEntry
-from promptstack.models.messaging import InboxEntry, OutboxMessage
-from promptstack.repositories.audit import AuditRepository
-from promptstack.repositories.unit_of_work import UnitOfWork
 from tests.amqp import Broker, TcpProxy, delete_namespace
 from tests.support import Api, eventually
 

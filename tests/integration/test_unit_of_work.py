@@ -7,10 +7,10 @@ import uuid
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from promptstack.accounts.models import User
+from promptstack.accounts.repository import AccountTaken, UserRepository
 from promptstack.bootstrap import Container
-from promptstack.models.user import User
-from promptstack.repositories.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from promptstack.repositories.users import AccountTaken, UserRepository
+from promptstack.core.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
 def _user(container: Container, name: str) -> User:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from promptstack.models.rules import (
+from promptstack.accounts.models import Role
+from promptstack.accounts.rules import (
     check_username,
     email_key,
     may_grant,
@@ -12,7 +13,6 @@ from promptstack.models.rules import (
     normalize_email,
     password_problem,
 )
-from promptstack.models.user import Role
 
 # Non-ASCII characters are written as escapes, so that no look-alike hides in this file.
 ACCEPTED_EMAILS = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from promptstack.core.events import Envelope, Event
+from promptstack.core.envelope import Envelope, Event
+from promptstack.core.unit_of_work import UnitOfWork
 from promptstack.events.consumers import Consumers
-from promptstack.repositories.unit_of_work import UnitOfWork
 
 
 class Pinged(Event):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from promptstack.core.events import (
+from promptstack.core.envelope import (
     EVENT_TYPES,
     Event,
     EventTypes,

@@ -14,9 +14,9 @@ from typing import Any, get_args
 import pytest
 from pydantic import ValidationError
 
+from promptstack.accounts.models import Role, Tier, UserSnapshot
 from promptstack.core.settings import RoleName, Settings, TierName
-from promptstack.models.user import Role, Tier, UserSnapshot
-from promptstack.services.features import BUILT_IN_FLAGS, FeatureFlags, rollout_position
+from promptstack.features.service import BUILT_IN_FLAGS, FeatureFlags, rollout_position
 
 SYNTHETIC_IDS = [uuid.UUID(int=n) for n in range(2000)]
 

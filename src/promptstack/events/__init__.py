@@ -1,5 +1,5 @@
-"""The event backbone: the outbox relay, the buses, and the consumers that react.
+"""The event backbone: the outbox and inbox, the relay, the buses and the consumers.
 
 Services only record events (`UnitOfWork.record`); everything that moves them lives
-here, above the services whose methods the handlers call.
+here. It knows no domain: each domain registers its own handlers from `bootstrap()`.
 """

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from promptstack.core.events import Envelope
+from promptstack.core.envelope import Envelope
 
 
 @dataclass(slots=True)

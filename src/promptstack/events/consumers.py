@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from promptstack.core.events import Envelope, Event
-from promptstack.repositories.unit_of_work import UnitOfWork
+from promptstack.core.envelope import Envelope, Event
+from promptstack.core.unit_of_work import UnitOfWork
 
 EventT = TypeVar("EventT", bound=Event)
 Handler = Callable[[EventT, Envelope, UnitOfWork], Awaitable[None]]

@@ -14,12 +14,12 @@ import asyncio
 import structlog
 
 from promptstack.core.clock import Clock
-from promptstack.core.events import EVENT_TYPES, Envelope, caused_by
+from promptstack.core.envelope import EVENT_TYPES, Envelope, caused_by
 from promptstack.core.logging import get_logger
 from promptstack.core.metrics import EVENTS_HANDLED
+from promptstack.core.unit_of_work import UnitOfWorkFactory
 from promptstack.events.consumers import Consumer
-from promptstack.repositories.inbox import InboxRepository
-from promptstack.repositories.unit_of_work import UnitOfWorkFactory
+from promptstack.events.inbox import InboxRepository
 
 log = get_logger(__name__)
 

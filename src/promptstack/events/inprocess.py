@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from promptstack.core.events import Envelope
+from promptstack.core.envelope import Envelope
 from promptstack.events.bus import PublishReport, by_aggregate
 from promptstack.events.consumers import Consumers
 from promptstack.events.delivery import Delivery

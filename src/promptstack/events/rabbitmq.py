@@ -41,7 +41,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import DeliveryError, PublishError
 from pydantic import ValidationError
 
-from promptstack.core.events import Envelope
+from promptstack.core.envelope import Envelope
 from promptstack.core.logging import Throttle, get_logger
 from promptstack.core.metrics import EVENTS_DEAD_LETTERED
 from promptstack.core.settings import Settings

@@ -33,11 +33,11 @@ from promptstack.core.metrics import (
     OUTBOX_PENDING,
 )
 from promptstack.core.settings import Settings
+from promptstack.core.unit_of_work import UnitOfWorkFactory
 from promptstack.events.bus import Publisher
-from promptstack.models.messaging import OutboxMessage
-from promptstack.repositories.inbox import InboxRepository
-from promptstack.repositories.outbox import Backlog, OutboxRepository
-from promptstack.repositories.unit_of_work import OUTBOX_CHANNEL, UnitOfWorkFactory
+from promptstack.events.inbox import InboxRepository
+from promptstack.events.models import Backlog, OutboxMessage
+from promptstack.events.outbox import OUTBOX_CHANNEL, OutboxRepository
 
 log = get_logger(__name__)
 

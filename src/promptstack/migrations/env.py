@@ -9,7 +9,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import promptstack.models  # noqa: F401  (registers every table on the metadata)
+import promptstack.tables  # noqa: F401  (registers every table on the metadata)
 from promptstack.core.database import Base
 from promptstack.core.settings import Settings
 

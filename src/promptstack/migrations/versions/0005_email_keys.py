@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from promptstack.models.rules import email_key
+from promptstack.accounts.rules import email_key
 
 revision: str = "0005"
 down_revision: str | None = "0004"

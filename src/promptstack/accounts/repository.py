@@ -1,0 +1,90 @@
+"""Users by id, by login name, and by search."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import event, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from promptstack.accounts.models import Role, User, UserSnapshot
+from promptstack.core.errors import Conflict
+from promptstack.core.pagination import Page, PageRequest
+from promptstack.core.repository import Repository, changed_users, escape_like
+
+
+class AccountTaken(Conflict):
+    title = "The email address or username is taken"
+
+
+class UserRepository(Repository[User]):
+    model = User
+
+    async def insert(self, user: User) -> User:
+        """Add a new account now, so that a concurrent registration of the same email
+        or username is told apart from any other failure: it is `AccountTaken`."""
+        self.session.add(user)
+        await self.save()
+        return user
+
+    async def save(self) -> None:
+        """Write pending changes; a taken email or username is `AccountTaken`."""
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:
+            raise AccountTaken("An account with this email or username already exists.") from exc
+
+    async def snapshot(self, user_id: uuid.UUID) -> UserSnapshot | None:
+        user = await self.get(user_id)
+        return UserSnapshot.of(user) if user is not None else None
+
+    async def by_login(self, identifier: str) -> User | None:
+        """The user whose email or username is `identifier`, case-insensitively."""
+        key = identifier.strip().casefold()
+        query = select(User).where(or_(User.email_key == key, User.username_key == key))
+        return (await self.session.scalars(query.limit(1))).first()
+
+    async def by_email(self, email_key: str) -> User | None:
+        return (await self.session.scalars(select(User).where(User.email_key == email_key))).first()
+
+    async def taken(
+        self, *, email_key: str | None = None, username_key: str | None = None
+    ) -> set[str]:
+        """Which of the given unique fields another account already uses."""
+        found: set[str] = set()
+        if email_key is not None and await self._exists(User.email_key == email_key):
+            found.add("email")
+        if username_key is not None and await self._exists(User.username_key == username_key):
+            found.add("username")
+        return found
+
+    async def _exists(self, condition: object) -> bool:
+        query = select(User.id).where(condition).limit(1)  # type: ignore[arg-type]
+        return (await self.session.scalar(query)) is not None
+
+    async def search(
+        self, request: PageRequest, *, text: str | None, role: Role | None
+    ) -> Page[User]:
+        query = select(User).where(User.deleted_at.is_(None))
+        if text:
+            query = query.where(User.search_key.like(escape_like(text.casefold()), escape="\\"))
+        if role is not None:
+            query = query.where(User.role == role)
+        return await self.page(query, request, at=User.created_at, id_=User.id)
+
+
+def track_changed_users(session: AsyncSession) -> set[uuid.UUID]:
+    """The ids of the users this session's flushes write, gathered as they happen, and
+    those a bulk statement noted itself (`changed_users`)."""
+    changed = changed_users(session)
+
+    def note(flushing: Session, _context: Any, _instances: Any) -> None:
+        for entity in (*flushing.new, *flushing.dirty, *flushing.deleted):
+            if isinstance(entity, User):
+                changed.add(entity.id)
+
+    event.listen(session.sync_session, "before_flush", note)
+    return changed

@@ -1,0 +1,125 @@
+"""Registration, login, tokens, password reset and email verification."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Response
+from pydantic import AfterValidator
+
+from promptstack.accounts.dependencies import AccountServiceDep, AuthServiceDep, CurrentUser
+from promptstack.accounts.models import User
+from promptstack.accounts.schemas import RegisterIn, UserOut
+from promptstack.accounts.service import NewAccount
+from promptstack.accounts.session_schemas import (
+    EmailIn,
+    PasswordResetIn,
+    RefreshIn,
+    TokenIn,
+    TokenOut,
+)
+from promptstack.accounts.sessions import TokenPair
+from promptstack.core.errors import (
+    Conflict,
+    InvalidCredentials,
+    InvalidToken,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
+from promptstack.http import API_V1
+from promptstack.http.dependencies import ClientAddress
+from promptstack.http.problems import problem_responses
+from promptstack.http.schemas import Accepted, Password, clean_text
+
+router = APIRouter(prefix=f"{API_V1}/auth", tags=["auth"])
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _tokens(pair: TokenPair, response: Response) -> TokenOut:
+    response.headers.update(NO_STORE)
+    return TokenOut(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=UserOut,
+    responses=problem_responses(Conflict, ValidationFailed),
+)
+async def register(body: RegisterIn, accounts: AccountServiceDep, address: ClientAddress) -> User:
+    """Create an account. A welcome email and an email-verification link follow."""
+    return await accounts.register(
+        NewAccount(
+            email=body.email,
+            username=body.username,
+            password=body.password,
+            full_name=body.full_name,
+        ),
+        address=address,
+    )
+
+
+@router.post(
+    "/login",
+    response_model=TokenOut,
+    responses=problem_responses(InvalidCredentials, TooManyRequests, ValidationFailed),
+)
+async def login(
+    username: Annotated[
+        str,
+        Form(min_length=1, max_length=320, description="Email or username"),
+        AfterValidator(clean_text),
+    ],
+    password: Annotated[Password, Form()],
+    auth: AuthServiceDep,
+    address: ClientAddress,
+    response: Response,
+) -> TokenOut:
+    """OAuth2 password flow: the form's `username` may be the email or the username."""
+    pair = await auth.login(username, password, address)
+    return _tokens(pair, response)
+
+
+@router.post("/refresh", response_model=TokenOut, responses=problem_responses(Unauthorized))
+async def refresh(body: RefreshIn, auth: AuthServiceDep, response: Response) -> TokenOut:
+    """Trade a refresh token for a new pair. Each refresh token works once."""
+    return _tokens(await auth.refresh(body.refresh_token), response)
+
+
+@router.post("/logout", status_code=204, responses=problem_responses(Unauthorized))
+async def logout(body: RefreshIn, user: CurrentUser, auth: AuthServiceDep) -> None:
+    await auth.logout(user, body.refresh_token)
+
+
+@router.post("/password-reset/request", status_code=202, response_model=Accepted)
+async def request_password_reset(
+    body: EmailIn, auth: AuthServiceDep, address: ClientAddress
+) -> Accepted:
+    """Always 202: whether the address has an account is not revealed."""
+    await auth.request_password_reset(body.email, address)
+    return Accepted()
+
+
+@router.post(
+    "/password-reset/confirm",
+    status_code=204,
+    responses=problem_responses(InvalidToken, ValidationFailed),
+)
+async def confirm_password_reset(body: PasswordResetIn, auth: AuthServiceDep) -> None:
+    await auth.reset_password(body.token, body.new_password)
+
+
+@router.post("/verify-email", status_code=204, responses=problem_responses(InvalidToken))
+async def verify_email(body: TokenIn, auth: AuthServiceDep) -> None:
+    await auth.verify_email(body.token)
+
+
+@router.post("/verify-email/request", status_code=202, response_model=Accepted)
+async def request_verification(body: EmailIn, auth: AuthServiceDep) -> Accepted:
+    """Send a new verification link. Always 202, like the password reset request."""
+    await auth.request_verification(body.email)
+    return Accepted()

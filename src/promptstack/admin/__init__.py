@@ -1,0 +1,1 @@
+"""Administration of the event backbone: the outbox backlog and parked events."""

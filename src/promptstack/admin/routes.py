@@ -1,0 +1,76 @@
+"""Administration views: the audit log, and the event backbone's backlog and parked
+events to replay."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from promptstack.accounts.dependencies import AdminUser
+from promptstack.admin.dependencies import EventAdminDep
+from promptstack.admin.schemas import BacklogOut, ParkedEventOut
+from promptstack.audit.dependencies import AuditLogDep
+from promptstack.audit.models import AuditEntry
+from promptstack.audit.schemas import AuditEntryOut
+from promptstack.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from promptstack.core.pagination import Page
+from promptstack.events.models import Backlog, OutboxMessage
+from promptstack.http import API_V1
+from promptstack.http.pagination import PageDep
+from promptstack.http.problems import problem_responses
+from promptstack.http.schemas import Accepted, PageOut
+
+router = APIRouter(prefix=f"{API_V1}/admin", tags=["admin"])
+
+
+@router.get(
+    "/audit-log",
+    response_model=PageOut[AuditEntryOut],
+    responses=problem_responses(Unauthorized, Forbidden, ValidationFailed),
+)
+async def audit_log(
+    _admin: AdminUser,
+    log: AuditLogDep,
+    page: PageDep,
+    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
+    actor_id: uuid.UUID | None = None,
+    subject_id: uuid.UUID | None = None,
+) -> Page[AuditEntry]:
+    """Newest first."""
+    return await log.list(page, action=action, actor_id=actor_id, subject_id=subject_id)
+
+
+@router.get(
+    "/events/backlog",
+    response_model=BacklogOut,
+    responses=problem_responses(Unauthorized, Forbidden),
+)
+async def event_backlog(_admin: AdminUser, events: EventAdminDep) -> Backlog:
+    """Events waiting to be published, the oldest one's time, and how many are parked."""
+    return await events.backlog()
+
+
+@router.get(
+    "/events/parked",
+    response_model=PageOut[ParkedEventOut],
+    responses=problem_responses(Unauthorized, Forbidden, ValidationFailed),
+)
+async def parked_events(
+    _admin: AdminUser, events: EventAdminDep, page: PageDep
+) -> Page[OutboxMessage]:
+    """Events that failed too often, oldest first, with their last error."""
+    return await events.parked(page)
+
+
+@router.post(
+    "/events/{event_id}/replay",
+    status_code=202,
+    response_model=Accepted,
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, ValidationFailed),
+)
+async def replay_event(admin: AdminUser, events: EventAdminDep, event_id: uuid.UUID) -> Accepted:
+    """Put a parked event back in line with a fresh set of attempts."""
+    await events.replay(admin, event_id)
+    return Accepted(status="queued")

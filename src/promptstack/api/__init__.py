@@ -1,1 +1,0 @@
-"""HTTP: routes that translate between requests and service calls, and nothing more."""

@@ -1,1 +1,0 @@
-"""`Depends` providers, as `Annotated` aliases that make route signatures read as sentences."""

@@ -1,3 +1,0 @@
-"""One module per resource."""
-
-API_V1 = "/api/v1"

@@ -1,1 +1,0 @@
-"""The request and response bodies of the HTTP API."""

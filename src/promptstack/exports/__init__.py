@@ -1,0 +1,1 @@
+"""The account export: a job that gathers everything the service holds about a user."""

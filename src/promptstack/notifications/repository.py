@@ -1,0 +1,65 @@
+"""In-app notifications."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from promptstack.core.pagination import Page, PageRequest
+from promptstack.core.repository import Repository
+from promptstack.notifications.models import Notification
+
+
+class NotificationRepository(Repository[Notification]):
+    model = Notification
+
+    async def inbox(
+        self, user_id: uuid.UUID, request: PageRequest, *, unread_only: bool = False
+    ) -> Page[Notification]:
+        """A user's notifications, newest first; served by (user_id, created_at, id)."""
+        query = select(Notification).where(Notification.user_id == user_id)
+        if unread_only:
+            query = query.where(Notification.read_at.is_(None))
+        return await self.page(
+            query, request, at=Notification.created_at, id_=Notification.id, newest_first=True
+        )
+
+    async def of_user(self, user_id: uuid.UUID, notification_id: uuid.UUID) -> Notification | None:
+        """One of `user_id`'s notifications; None for another user's, as for an unknown one."""
+        query = select(Notification).where(
+            Notification.id == notification_id, Notification.user_id == user_id
+        )
+        return (await self.session.scalars(query)).first()
+
+    async def mark_read(
+        self, user_id: uuid.UUID, notification_id: uuid.UUID, now: datetime
+    ) -> bool:
+        """Set the read time of an unread notification of `user_id`; False when there is no
+        such unread one. The condition keeps the first read time under concurrent calls."""
+        result = await self.session.execute(
+            update(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.user_id == user_id,
+                Notification.read_at.is_(None),
+            )
+            .values(read_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def mark_all_read(self, user_id: uuid.UUID, now: datetime) -> int:
+        """Set the read time of every unread notification of `user_id`; how many there were."""
+        result = await self.session.execute(
+            update(Notification)
+            .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+            .values(read_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def count_of(self, user_id: uuid.UUID) -> int:
+        query = select(func.count()).where(Notification.user_id == user_id)
+        return int(await self.session.scalar(query) or 0)

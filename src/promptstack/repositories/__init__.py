@@ -1,1 +1,0 @@
-"""Data access only: queries and persistence, no business rules."""

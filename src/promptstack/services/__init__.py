@@ -1,1 +1,0 @@
-"""Business logic. No HTTP here: services take values, return entities, raise AppError."""

@@ -1,0 +1,31 @@
+"""Domain entities and their tables. Importing this package registers every table."""
+
+from promptstack.accounts.models import ROLE_RANK, Role, Tier, User, UserSnapshot
+from promptstack.accounts.session_models import (
+    ActionToken,
+    LoginFailure,
+    RefreshToken,
+    TokenPurpose,
+)
+from promptstack.audit.models import AuditEntry
+from promptstack.events.models import InboxEntry, OutboxMessage
+from promptstack.jobs.models import Job, JobState
+from promptstack.notifications.models import Notification
+
+__all__ = [
+    "ROLE_RANK",
+    "ActionToken",
+    "AuditEntry",
+    "InboxEntry",
+    "Job",
+    "JobState",
+    "LoginFailure",
+    "Notification",
+    "OutboxMessage",
+    "RefreshToken",
+    "Role",
+    "Tier",
+    "TokenPurpose",
+    "User",
+    "UserSnapshot",
+]

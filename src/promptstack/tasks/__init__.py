@@ -1,1 +1,0 @@
-"""Background jobs: their definitions and the executors that run them."""

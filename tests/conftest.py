@@ -32,9 +32,9 @@ from promptstack.core.database import Base
 from promptstack.core.settings import Settings
 from promptstack.main import create_app
 from promptstack.migrations.runner import upgrade
-from tests.amqp import AMQP_TEST_URL, broker_error
-from tests.redis_server import RedisServer
-from tests.support import Api
+from tests.fixtures.amqp import AMQP_TEST_URL, broker_error
+from tests.fixtures.redis_server import RedisServer
+from tests.fixtures.support import Api
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_DSN = os.environ.get(

@@ -1,0 +1,1 @@
+"""The core floor: settings, cache, rate limits, resilience, the unit of work."""

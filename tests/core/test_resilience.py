@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from promptstack.core.errors import ServiceUnavailable
 from promptstack.core.resilience import (
+    Backoff,
     CircuitBreaker,
     CircuitOpen,
     CircuitState,
@@ -428,3 +429,32 @@ async def test_business_errors_pass_through_the_composition_untouched(
     with pytest.raises(PaymentDeclined):
         await Resilient(breaker, RetryPolicy(sleep=SleepRecorder())).call(operation)
     assert (operation.calls, breaker.state) == (1, CircuitState.CLOSED)
+
+
+def test_backoff_doubles_from_its_base_up_to_its_cap() -> None:
+    backoff = Backoff(0.5, cap=3.0)
+    assert [backoff.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_backoff_without_a_cap_keeps_doubling_and_never_overflows() -> None:
+    backoff = Backoff(1.0)
+    assert backoff.delay(11) == 1024.0
+    assert backoff.delay(10_000) == 2.0**64
+
+
+@pytest.mark.parametrize(("draw", "expected"), [(0.0, 2.0), (0.5, 3.0), (1.0, 4.0)])
+def test_jittered_backoff_stays_between_half_and_all_of_the_delay(
+    draw: float, expected: float
+) -> None:
+    assert Backoff(1.0, jitter=True, random=lambda: draw).delay(3) == expected
+
+
+@pytest.mark.parametrize(("base", "cap"), [(0.0, 1.0), (-1.0, 1.0), (2.0, 1.0)])
+def test_backoff_refuses_delays_that_cannot_grow(base: float, cap: float) -> None:
+    with pytest.raises(ValueError, match="base"):
+        Backoff(base, cap=cap)
+
+
+def test_a_backoff_delay_follows_a_failure() -> None:
+    with pytest.raises(ValueError, match="failure"):
+        Backoff(1.0).delay(0)

@@ -15,15 +15,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from random import random as random_fraction
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from promptstack.core.errors import ServiceUnavailable
 from promptstack.core.logging import get_logger
@@ -247,6 +242,34 @@ class CircuitBreaker:
 
 
 @dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential delays, the one way this code base waits longer after each failure.
+
+    The delay after failure n (n >= 1) is d = min(base * 2**(n-1), cap); with `jitter`
+    it is drawn from [d/2, d] ("equal jitter"): random enough that callers who failed
+    together do not retry together, never shorter than half the backoff, so the delays
+    still grow until the cap. `random` is injectable so tests can pin the draw.
+    """
+
+    base: float
+    cap: float = math.inf
+    jitter: bool = False
+    random: Callable[[], float] = random_fraction
+
+    def __post_init__(self) -> None:
+        if not 0 < self.base <= self.cap:
+            raise ValueError("delays need 0 < base <= cap")
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the `failures`th failure in a row."""
+        if failures < 1:
+            raise ValueError("a delay follows at least one failure")
+        # Past 2**64 every sensible cap has long been reached; avoid overflowing a float.
+        delay = min(self.base * 2.0 ** min(failures - 1, 64), self.cap)
+        return delay / 2 + self.random() * delay / 2 if self.jitter else delay
+
+
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Retries of transient errors, with exponential backoff and jitter (tenacity).
 
@@ -254,11 +277,9 @@ class RetryPolicy:
     first of all, propagates at once. After `attempts` tries the last error propagates
     as itself, not wrapped, so callers catch the same types with or without retries.
 
-    The delay before retry n is drawn from [d/2, d] with d = min(initial * 2**(n-1),
-    maximum) ("equal jitter"): random enough that callers who failed together do not
-    retry together, yet never shorter than half the backoff, so the delays keep growing
-    until they reach `maximum`. `sleep` is injectable so tests record delays instead of
-    waiting them out.
+    The delay before retry n is a jittered `Backoff(initial, maximum)`: drawn from
+    [d/2, d] with d = min(initial * 2**(n-1), maximum). `sleep` is injectable so tests
+    record delays instead of waiting them out.
     """
 
     attempts: int = 3
@@ -274,11 +295,10 @@ class RetryPolicy:
             raise ValueError("delays need 0 < initial <= maximum")
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        half, half_max = self.initial / 2, self.maximum / 2
+        backoff = Backoff(self.initial, self.maximum, jitter=True)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=half, max=half_max)
-            + wait_random_exponential(multiplier=half, max=half_max),
+            wait=lambda state: backoff.delay(state.attempt_number),
             retry=retry_if_exception_type(self.retry_on),
             sleep=self.sleep,
             reraise=True,

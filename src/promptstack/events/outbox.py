@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from promptstack.core.envelope import Envelope
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.core.repository import Repository
+from promptstack.core.resilience import Backoff
 from promptstack.events.models import Backlog, OutboxMessage
 
 MAX_ERROR_LENGTH = 2000
@@ -103,7 +104,7 @@ class OutboxRepository(Repository[OutboxMessage]):
             return False
         attempts += 1
         parked = attempts >= max_attempts
-        delay = min(base_delay * 2 ** (attempts - 1), max_delay)
+        delay = Backoff(base_delay, cap=max(base_delay, max_delay)).delay(attempts)
         await self.session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.position == position)

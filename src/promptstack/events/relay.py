@@ -32,6 +32,7 @@ from promptstack.core.metrics import (
     OUTBOX_PARKED,
     OUTBOX_PENDING,
 )
+from promptstack.core.resilience import Backoff
 from promptstack.core.settings import Settings
 from promptstack.core.unit_of_work import UnitOfWorkFactory
 from promptstack.events.bus import Publisher
@@ -204,7 +205,7 @@ class Relay:
                 continue
             delay = self.settings.outbox_poll_seconds
             if failures:
-                delay = min(delay * 2 ** min(failures, 10), MAX_BACKOFF_SECONDS)
+                delay = Backoff(delay, cap=max(delay, MAX_BACKOFF_SECONDS)).delay(failures + 1)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 

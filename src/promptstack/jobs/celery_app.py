@@ -26,6 +26,7 @@ from celery import Celery
 from celery.signals import worker_process_shutdown, worker_shutdown
 
 from promptstack.core.logging import configure_logging, get_logger
+from promptstack.core.resilience import Backoff
 from promptstack.core.settings import Settings
 from promptstack.jobs.runner import JobRunner, RunAgain
 
@@ -156,7 +157,7 @@ def register_run_job(app: Celery, settings: Settings, runtime: WorkerRuntime) ->
             # Not the job failing (the runner records that) but the runner: the database,
             # most likely. The job is in the table still; look again later. (A failed
             # task's message would be acknowledged and the job left behind.)
-            delay = min(settings.job_retry_base_seconds * 2 ** min(failures, 16), 60.0)
+            delay = Backoff(settings.job_retry_base_seconds, cap=60.0).delay(failures + 1)
             log.warning("job_run_failed", job_id=job_id, error=repr(exc), look_again_in=delay)
             task.apply_async(args=[job_id], kwargs={"failures": failures + 1}, countdown=delay)
             return

@@ -14,6 +14,7 @@ import asyncio
 import uuid
 
 from promptstack.core.logging import get_logger
+from promptstack.core.resilience import Backoff
 from promptstack.core.settings import Settings
 from promptstack.jobs.runner import JobRunner, RunAgain
 from promptstack.jobs.service import JobService
@@ -135,5 +136,6 @@ class InProcessExecutor:
 
 
 def _error_backoff(settings: Settings, failures: int) -> float:
-    delay = settings.job_retry_base_seconds * 2 ** min(failures, 16)
-    return float(min(delay, MAX_ERROR_BACKOFF_SECONDS))
+    return Backoff(settings.job_retry_base_seconds, cap=MAX_ERROR_BACKOFF_SECONDS).delay(
+        failures + 1
+    )

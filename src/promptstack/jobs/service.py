@@ -25,6 +25,7 @@ from promptstack.core.clock import Clock
 from promptstack.core.errors import NotFound
 from promptstack.core.ids import IdSource
 from promptstack.core.metrics import JOBS, JOBS_UNFINISHED
+from promptstack.core.resilience import Backoff
 from promptstack.core.settings import Settings
 from promptstack.core.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from promptstack.jobs.events import JobSubmitted
@@ -220,7 +221,7 @@ class JobService:
             raise JobLost(f"job {job.id} was taken over by another runner")
         if not retry:
             return None
-        return float(self.settings.job_retry_base_seconds * 2 ** (job.attempt - 1))
+        return Backoff(self.settings.job_retry_base_seconds).delay(job.attempt)
 
     async def release(self, job: ClaimedJob) -> None:
         """Give the job back unfinished (its process is stopping): pending again, and the

@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 import pytest
 from pydantic import BaseModel
 
-from promptstack.core import cache as cache_module
 from promptstack.core.cache import Cache, MemoryCache, RedisCache, redis_client
+from promptstack.core.cache import two_level as cache_module
 from promptstack.core.metrics import CACHE_ERRORS
 from promptstack.core.rate_limit import FailOpenLimiter, Quota, RedisRateLimiter
 from promptstack.core.resilience import CircuitBreaker

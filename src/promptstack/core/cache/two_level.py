@@ -1,43 +1,31 @@
-"""Caching: an in-process level, Redis behind it, and typed regions on top.
+"""The cache callers use: a first level in the process, Redis behind it, kept coherent.
 
 The cache is an optimisation, never a dependency: every failure of Redis is counted,
 logged at most once per interval, and answered as a miss, so callers fall through to
-the database. Values are JSON of typed models (never pickle, which would run code on
-load).
+the database. This module is what makes two levels safe to have: every write and
+deletion is announced to the other processes, a listener drops their copies, the first
+level is distrusted while messages may be lost, and deletions that could not reach Redis
+are replayed when it answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import hashlib
 import json
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import (
-    Any,
-    Concatenate,
-    Generic,
-    Literal,
-    ParamSpec,
-    Protocol,
-    TypeVar,
-    get_type_hints,
-)
+from typing import Any, Literal, TypeVar
 
-import redis.asyncio as redis
-from pydantic import TypeAdapter, ValidationError
-from pydantic_core import to_jsonable_python
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from pydantic import TypeAdapter
 from redis.exceptions import RedisError
 
+from promptstack.core.cache.regions import CacheRegion
+from promptstack.core.cache.stores import MemoryCache, RedisCache
 from promptstack.core.logging import Throttle, get_logger
-from promptstack.core.metrics import CACHE_ERRORS, CACHE_REQUESTS
-from promptstack.core.resilience import CircuitBreaker, CircuitOpen
+from promptstack.core.metrics import CACHE_ERRORS
+from promptstack.core.resilience import Backoff, CircuitBreaker, CircuitOpen
 
 T = TypeVar("T")
 
@@ -48,89 +36,8 @@ CacheStatus = Literal["up", "down", "local"]
 # Deletions that failed during an outage and are replayed when Redis is back.
 _PENDING_DELETES_KEPT = 10_000
 
-
-class MemoryCache:
-    """A bounded, expiring in-process store: least recently used entries go first."""
-
-    def __init__(self, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._max_entries = max_entries
-        self._clock = clock
-
-    async def get(self, key: str) -> bytes | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        expires_at, value = entry
-        if expires_at <= self._clock():
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return value
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        self._entries[key] = (self._clock() + ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-
-    async def delete(self, keys: list[str]) -> None:
-        for key in keys:
-            self._entries.pop(key, None)
-
-    async def delete_prefix(self, prefix: str) -> None:
-        for key in [k for k in self._entries if k.startswith(prefix)]:
-            del self._entries[key]
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-class RedisCache:
-    """Redis as the shared level; raises on any failure, which the layer above absorbs."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-
-    async def get(self, key: str) -> bytes | None:
-        value = await self.client.get(key)
-        return value if isinstance(value, bytes) else None
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        await self.client.set(key, value, px=max(1, int(ttl * 1000)))
-
-    async def delete(self, keys: list[str]) -> None:
-        if keys:
-            await self.client.unlink(*keys)
-
-    async def delete_prefix(self, prefix: str) -> None:
-        """SCAN, not KEYS: a pattern delete must not block Redis on a large keyspace."""
-        batch: list[str] = []
-        async for key in self.client.scan_iter(match=_glob_escape(prefix) + "*", count=500):
-            batch.append(key.decode() if isinstance(key, bytes) else key)
-            if len(batch) >= 500:
-                await self.client.unlink(*batch)
-                batch.clear()
-        if batch:
-            await self.client.unlink(*batch)
-
-
-def _glob_escape(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
-
-
-def redis_client(url: str, timeout: float) -> redis.Redis:
-    """A client that gives up fast: a slow cache must cost a request milliseconds, not seconds."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=30,
-    )
+# The listener's wait before resubscribing: 0.1 s after a first failure, doubling to 5 s.
+_RECONNECT_BACKOFF = Backoff(0.1, cap=5.0)
 
 
 class Cache:
@@ -347,7 +254,7 @@ class Cache:
 
     async def _listen(self) -> None:
         assert self.shared is not None
-        delay = 0.1
+        failures = 0
         while not self._closing:
             pubsub = self.shared.client.pubsub(ignore_subscribe_messages=True)
             try:
@@ -355,7 +262,7 @@ class Cache:
                 # Messages published while we were not listening are lost: start clean.
                 self.local.clear()
                 self._listening.set()
-                delay = 0.1
+                failures = 0
                 while not self._closing:
                     message = await pubsub.get_message(timeout=0.5)
                     if message is not None:
@@ -368,8 +275,8 @@ class Cache:
                 self._listening.clear()
                 self.local.clear()
                 self._log_failure(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                failures += 1
+                await asyncio.sleep(_RECONNECT_BACKOFF.delay(failures))
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), timeout=1.0)  # type: ignore[no-untyped-call]
@@ -412,146 +319,3 @@ class Cache:
             answered = await self._shared(lambda shared: shared.client.ping(), ok=True)
             if not answered:
                 raise ConnectionError("Redis is unavailable")
-
-
-_DECODED_KEPT = 1024
-
-
-class CacheRegion(Generic[T]):
-    """One kind of cached value: its key space, its type and its time-to-live."""
-
-    def __init__(
-        self,
-        cache: Cache,
-        name: str,
-        adapter: TypeAdapter[T],
-        ttl: float,
-        *,
-        immutable: bool = False,
-    ) -> None:
-        self.cache = cache
-        self.name = name
-        self.adapter = adapter
-        self.ttl = ttl
-        self.prefix = f"{cache.namespace}:{name}:"
-        # For frozen values, the same bytes decode to one shared object instead of being
-        # parsed again on every hit; mutable values are always decoded afresh.
-        self._decoded: OrderedDict[bytes, T] | None = OrderedDict() if immutable else None
-        self._hits = CACHE_REQUESTS.labels(cache=name, result="hit")
-        self._misses = CACHE_REQUESTS.labels(cache=name, result="miss")
-
-    def key(self, part: str) -> str:
-        return self.prefix + part
-
-    async def get(self, part: str) -> T | None:
-        raw = await self.cache.get(self.key(part))
-        if raw is not None:
-            value = self._decode(raw)
-            if value is not None:
-                self._hits.inc()
-                return value
-        self._misses.inc()
-        return None
-
-    def _decode(self, raw: bytes) -> T | None:
-        if self._decoded is not None and (known := self._decoded.get(raw)) is not None:
-            return known
-        try:
-            value = self.adapter.validate_json(raw)
-        except ValidationError:
-            # Written by another version of the code: a miss, replaced by the next load.
-            return None
-        if self._decoded is not None:
-            self._decoded[raw] = value
-            if len(self._decoded) > _DECODED_KEPT:
-                self._decoded.popitem(last=False)
-        return value
-
-    async def set(self, part: str, value: T) -> None:
-        await self.cache.set(self.key(part), self.adapter.dump_json(value), self.ttl)
-
-    async def get_or_load(self, part: str, load: Callable[[], Awaitable[T | None]]) -> T | None:
-        """Cache-aside: the cached value, else `load()` once per process, stored if found."""
-        cached = await self.get(part)
-        if cached is not None:
-            return cached
-
-        async def load_and_store() -> T | None:
-            value = await load()
-            if value is not None:
-                await self.set(part, value)
-            return value
-
-        return await self.cache.single_flight(self.key(part), load_and_store)
-
-    async def invalidate(self, *parts: str) -> None:
-        await self.cache.delete(*(self.key(part) for part in parts))
-
-    async def invalidate_all(self) -> None:
-        await self.cache.delete_prefix(self.prefix)
-
-
-S = TypeVar("S", bound="HasCache")
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class HasCache(Protocol):
-    cache: Cache
-
-
-def cached(
-    ttl: float,
-) -> Callable[
-    [Callable[Concatenate[S, P], Awaitable[R]]], Callable[Concatenate[S, P], Awaitable[R]]
-]:
-    """Cache a service method's result for `ttl` seconds, keyed by what it was asked.
-
-    The key is the method's qualified name and a digest of its arguments in canonical
-    JSON (sorted keys, no whitespace), so equal arguments give equal keys in every
-    process and across restarts, which `repr` does not promise. The value is stored as
-    JSON of the declared return type. The owner must have a `cache` attribute.
-    `invalidate_cached(owner.cache, Owner.method)` drops every stored result.
-    """
-
-    def decorate(
-        method: Callable[Concatenate[S, P], Awaitable[R]],
-    ) -> Callable[Concatenate[S, P], Awaitable[R]]:
-        name = f"fn:{method.__module__}.{method.__qualname__}"
-        regions: dict[int, CacheRegion[R]] = {}
-
-        def region_for(cache: Cache) -> CacheRegion[R]:
-            region = regions.get(id(cache))
-            if region is None or region.cache is not cache:
-                returns = get_type_hints(method)["return"]
-                region = regions[id(cache)] = cache.region(name, returns, ttl)
-            return region
-
-        @functools.wraps(method)
-        async def wrapper(owner: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            region = region_for(owner.cache)
-            canonical = json.dumps(
-                to_jsonable_python([args, kwargs]), sort_keys=True, separators=(",", ":")
-            )
-            digest = hashlib.sha256(canonical.encode()).hexdigest()[:32]
-            found = await region.get(digest)
-            if found is not None:
-                return found
-
-            async def compute() -> R:
-                value = await method(owner, *args, **kwargs)
-                if value is not None:
-                    await region.set(digest, value)
-                return value
-
-            return await owner.cache.single_flight(region.key(digest), compute)
-
-        wrapper.cache_region = name  # type: ignore[attr-defined]
-        return wrapper
-
-    return decorate
-
-
-async def invalidate_cached(cache: Cache, method: Callable[..., Any]) -> None:
-    """Forget every result `@cached` stored for `method`."""
-    await cache.delete_prefix(f"{cache.namespace}:{method.cache_region}:")  # type: ignore[attr-defined]

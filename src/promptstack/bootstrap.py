@@ -42,12 +42,13 @@ from promptstack.events.inprocess import InProcessBus
 from promptstack.events.outbox import OutboxTable
 from promptstack.events.rabbitmq import DeadLetters, RabbitConsumers, RabbitPublisher
 from promptstack.events.relay import Relay
+from promptstack.exports import jobs as export_jobs
 from promptstack.exports.service import AccountExports
 from promptstack.features.service import FeatureFlags
 from promptstack.jobs import handlers as job_handlers
 from promptstack.jobs.celery_app import run_worker as run_celery_worker
 from promptstack.jobs.executor import Executor, build_executor
-from promptstack.jobs.registry import load_job_modules
+from promptstack.jobs.registry import JobKinds, register_job_modules
 from promptstack.jobs.runner import JobRunner
 from promptstack.jobs.service import JobService
 from promptstack.notifications import handlers as notification_handlers
@@ -145,9 +146,11 @@ def bootstrap(
     mailer = mailer or build_mailer(settings)
     mail = AccountMail(settings, mailer, clock, ids)
     auth = AuthService(settings, uow, snapshots, hasher, tokens, mail, auditor, clock, ids)
-    load_job_modules(settings.job_modules)
+    kinds = JobKinds()
+    export_jobs.register(kinds)
+    register_job_modules(kinds, settings.job_modules)
     jobs = JobService(settings, uow, clock, ids)
-    job_runner = JobRunner(settings, jobs, uow, clock)
+    job_runner = JobRunner(settings, jobs, uow, clock, kinds)
     executor = build_executor(settings, job_runner, jobs)
 
     consumers = Consumers()

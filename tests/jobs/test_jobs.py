@@ -5,7 +5,7 @@ Celery, with real `promptstack worker` processes consuming RabbitMQ (a queue of 
 test's own) and sharing PostgreSQL with the test. Jobs are submitted as the service
 submits them (a row and an event in one transaction, dispatched by the relay); the test
 then watches the jobs table, the truth whichever executor runs the job. The test jobs
-are in tests/jobs_for_tests.py, which the workers load through JOB_MODULES.
+are in tests/fixtures/jobs_for_tests.py, which the workers load through JOB_MODULES.
 """
 
 from __future__ import annotations

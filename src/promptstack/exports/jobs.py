@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 
 from promptstack.exports.service import ACCOUNT_EXPORT, gather_account_export
-from promptstack.jobs.registry import JobContext, JobResult, kinds
+from promptstack.jobs.registry import JobContext, JobKinds, JobResult
 from promptstack.jobs.service import FatalJobError
 
 
-@kinds.define(ACCOUNT_EXPORT)
+def register(kinds: JobKinds) -> None:
+    kinds.add(ACCOUNT_EXPORT, export_account)
+
+
 async def export_account(job: JobContext) -> JobResult:
     try:
         user_id = uuid.UUID(str(job.params["user_id"]))

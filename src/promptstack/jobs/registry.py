@@ -1,20 +1,21 @@
 """Job kinds: what a job of each kind does, defined once for every executor.
 
-    from promptstack.jobs.registry import JobContext, kinds
-
-    @kinds.define("account.export")
     async def export_account(job: JobContext) -> dict[str, Any]:
         await job.progress(1, 10)
         async with job.uow() as uow:
             ...
         return {"rows": 10}
 
+    def register(kinds: JobKinds) -> None:
+        kinds.add("account.export", export_account)
+
 A job function may run more than once (a retry, or a rerun after its worker died), so it
 must be idempotent: an effect it repeats is keyed by the job's id, or checked before it
 is made again. It returns a JSON object, stored as the job's result.
 
-Kinds are registered on import. The built-in modules are always imported; a deployment
-adds its own with `JOB_MODULES`, which the API and the workers import at start.
+Kinds are registered by explicit calls from `bootstrap()`, as consumers are: each domain's
+`jobs.register(kinds)`, then a `register(kinds)` in each module a deployment names in
+`JOB_MODULES`, which the API and the workers import at start.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from promptstack.core.settings import Settings
 from promptstack.core.unit_of_work import UnitOfWorkFactory
 from promptstack.jobs.service import ClaimedJob, JobService
 
-BUILT_IN_MODULES = ("promptstack.exports.jobs",)
 KIND_NAME = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 KIND_NAME_MAX_LENGTH = 64
 
@@ -75,29 +75,23 @@ class JobKind:
 
 
 class UnknownJobKind(LookupError):
-    """A job of a kind no imported module defines (check JOB_MODULES)."""
+    """A job of a kind nothing registered in this process (check JOB_MODULES)."""
 
 
 class JobKinds:
     def __init__(self) -> None:
         self._kinds: dict[str, JobKind] = {}
 
-    def define(self, name: str) -> Callable[[JobFunction], JobFunction]:
-        """Register the decorated function as the job kind `name`."""
+    def add(self, name: str, function: JobFunction) -> None:
+        """Register `function` as the job kind `name`."""
         if len(name) > KIND_NAME_MAX_LENGTH or not KIND_NAME.fullmatch(name):
             raise ValueError(
                 f"job kind {name!r}: lowercase dotted names of at most "
                 f"{KIND_NAME_MAX_LENGTH} characters, like account.export"
             )
-
-        def register(function: JobFunction) -> JobFunction:
-            known = self._kinds.get(name)
-            if known is not None and _origin(known.run) != _origin(function):
-                raise ValueError(f"job kind {name!r} is defined twice")
-            self._kinds[name] = JobKind(name, function)
-            return function
-
-        return register
+        if name in self._kinds:
+            raise ValueError(f"job kind {name!r} is defined twice")
+        self._kinds[name] = JobKind(name, function)
 
     def get(self, name: str) -> JobKind:
         try:
@@ -115,15 +109,11 @@ class JobKinds:
         return frozenset(self._kinds)
 
 
-kinds = JobKinds()
-
-
-def load_job_modules(modules: Iterable[str] = ()) -> None:
-    """Import the built-in job modules and `modules`, registering their kinds."""
-    for module in (*BUILT_IN_MODULES, *modules):
-        importlib.import_module(module)
-
-
-def _origin(function: JobFunction) -> tuple[str, str]:
-    """Where a function is defined: the same function imported again is no conflict."""
-    return getattr(function, "__module__", ""), getattr(function, "__qualname__", "")
+def register_job_modules(kinds: JobKinds, modules: Iterable[str]) -> None:
+    """Import each of `modules` (JOB_MODULES) and let its `register(kinds)` add its kinds."""
+    for name in modules:
+        module = importlib.import_module(name)
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise ValueError(f"job module {name!r} has no register(kinds) function")
+        register(kinds)

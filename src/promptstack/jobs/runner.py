@@ -22,7 +22,7 @@ from promptstack.core.metrics import JOBS
 from promptstack.core.settings import Settings
 from promptstack.core.unit_of_work import UnitOfWorkFactory
 from promptstack.jobs.models import JobState
-from promptstack.jobs.registry import JobContext, JobKinds, JobResult, kinds
+from promptstack.jobs.registry import JobContext, JobKinds, JobResult
 from promptstack.jobs.service import Busy, ClaimedJob, FatalJobError, JobLost, JobService
 
 log = get_logger(__name__)
@@ -44,7 +44,7 @@ class JobRunner:
         jobs: JobService,
         uow: UnitOfWorkFactory,
         clock: Clock,
-        registry: JobKinds = kinds,
+        registry: JobKinds,
     ) -> None:
         self.settings = settings
         self.jobs = jobs

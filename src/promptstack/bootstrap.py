@@ -14,6 +14,7 @@ from datetime import timedelta
 from promptstack.accounts import handlers as account_handlers
 from promptstack.accounts.mail import AccountMail
 from promptstack.accounts.models import UserSnapshot
+from promptstack.accounts.recovery import AccountRecovery
 from promptstack.accounts.service import AccountService
 from promptstack.accounts.sessions import AuthService
 from promptstack.accounts.snapshots import UserSnapshots
@@ -66,6 +67,7 @@ class Container:
     rate_limiter: FailOpenLimiter
     tokens: TokenCodec
     auth: AuthService
+    recovery: AccountRecovery
     accounts: AccountService
     audit_log: AuditLog
     features: FeatureFlags
@@ -145,7 +147,7 @@ def bootstrap(
     auditor = Auditor(clock, ids)
     mailer = mailer or build_mailer(settings)
     mail = AccountMail(settings, mailer, clock, ids)
-    auth = AuthService(settings, uow, snapshots, hasher, tokens, mail, auditor, clock, ids)
+    auth = AuthService(settings, uow, snapshots, hasher, tokens, auditor, clock, ids)
     kinds = JobKinds()
     export_jobs.register(kinds)
     register_job_modules(kinds, settings.job_modules)
@@ -154,7 +156,8 @@ def bootstrap(
     executor = build_executor(settings, job_runner, jobs)
 
     consumers = Consumers()
-    account_handlers.register(consumers, auth)
+    recovery = AccountRecovery(uow, hasher, mail, auditor, clock, ids)
+    account_handlers.register(consumers, recovery, mail)
     job_handlers.register(consumers, executor)
     notifications = NotificationService(uow, auditor, mailer, clock, ids, settings)
     notification_handlers.register(consumers, notifications)
@@ -178,6 +181,7 @@ def bootstrap(
         rate_limiter=rate_limiter,
         tokens=tokens,
         auth=auth,
+        recovery=recovery,
         accounts=AccountService(uow, hasher, auditor, clock, ids),
         audit_log=AuditLog(uow),
         features=FeatureFlags(settings),

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from promptstack.accounts.models import Role, UserSnapshot
+from promptstack.accounts.recovery import AccountRecovery
 from promptstack.accounts.service import AccountService
 from promptstack.accounts.sessions import AuthService
 from promptstack.core.errors import Forbidden, Unauthorized
@@ -15,6 +16,7 @@ from promptstack.http.dependencies import provider
 
 AuthServiceDep = Annotated[AuthService, Depends(provider(AuthService))]
 AccountServiceDep = Annotated[AccountService, Depends(provider(AccountService))]
+RecoveryDep = Annotated[AccountRecovery, Depends(provider(AccountRecovery))]
 
 # auto_error is off so a missing token gets our problem document, not FastAPI's default.
 bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)

@@ -7,10 +7,12 @@ with a fresh token rather than losing it.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from urllib.parse import urlencode
 
 from promptstack.accounts.models import User
+from promptstack.accounts.repository import UserRepository
 from promptstack.accounts.session_models import ActionToken, TokenPurpose
 from promptstack.accounts.session_repository import ActionTokenRepository
 from promptstack.core.clock import Clock
@@ -33,6 +35,13 @@ class AccountMail:
         self.mailer = mailer
         self.clock = clock
         self.ids = ids
+
+    async def welcome_new_account(self, uow: UnitOfWork, user_id: uuid.UUID) -> None:
+        """Handles a registration: welcome the account, if it is still there."""
+        user = await UserRepository.of(uow).get(user_id)
+        if user is None or not user.is_active or user.deleted_at is not None:
+            return
+        await self.welcome(user)
 
     async def welcome(self, user: User) -> None:
         await self.mailer.send(

@@ -71,6 +71,15 @@ def email_key(value: str) -> str:
     return _checked_email(value).key
 
 
+def email_key_or_none(value: str) -> str | None:
+    """The key of `value`, or None when it is no acceptable address (a look-up that
+    must answer alike for an address that exists and one that cannot)."""
+    try:
+        return email_key(value)
+    except ValueError:
+        return None
+
+
 def _checked_email(value: str) -> _Email:
     if len(value) > EMAIL_MAX_LENGTH:
         raise ValueError("email address is too long")

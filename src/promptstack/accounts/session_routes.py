@@ -7,7 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Response
 from pydantic import AfterValidator
 
-from promptstack.accounts.dependencies import AccountServiceDep, AuthServiceDep, CurrentUser
+from promptstack.accounts.dependencies import (
+    AccountServiceDep,
+    AuthServiceDep,
+    CurrentUser,
+    RecoveryDep,
+)
 from promptstack.accounts.models import User
 from promptstack.accounts.schemas import RegisterIn, UserOut
 from promptstack.accounts.service import NewAccount
@@ -97,10 +102,10 @@ async def logout(body: RefreshIn, user: CurrentUser, auth: AuthServiceDep) -> No
 
 @router.post("/password-reset/request", status_code=202, response_model=Accepted)
 async def request_password_reset(
-    body: EmailIn, auth: AuthServiceDep, address: ClientAddress
+    body: EmailIn, recovery: RecoveryDep, address: ClientAddress
 ) -> Accepted:
     """Always 202: whether the address has an account is not revealed."""
-    await auth.request_password_reset(body.email, address)
+    await recovery.request_password_reset(body.email, address)
     return Accepted()
 
 
@@ -109,17 +114,17 @@ async def request_password_reset(
     status_code=204,
     responses=problem_responses(InvalidToken, ValidationFailed),
 )
-async def confirm_password_reset(body: PasswordResetIn, auth: AuthServiceDep) -> None:
-    await auth.reset_password(body.token, body.new_password)
+async def confirm_password_reset(body: PasswordResetIn, recovery: RecoveryDep) -> None:
+    await recovery.reset_password(body.token, body.new_password)
 
 
 @router.post("/verify-email", status_code=204, responses=problem_responses(InvalidToken))
-async def verify_email(body: TokenIn, auth: AuthServiceDep) -> None:
-    await auth.verify_email(body.token)
+async def verify_email(body: TokenIn, recovery: RecoveryDep) -> None:
+    await recovery.verify_email(body.token)
 
 
 @router.post("/verify-email/request", status_code=202, response_model=Accepted)
-async def request_verification(body: EmailIn, auth: AuthServiceDep) -> Accepted:
+async def request_verification(body: EmailIn, recovery: RecoveryDep) -> Accepted:
     """Send a new verification link. Always 202, like the password reset request."""
-    await auth.request_verification(body.email)
+    await recovery.request_verification(body.email)
     return Accepted()

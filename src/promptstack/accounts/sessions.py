@@ -1,4 +1,4 @@
-"""Sessions: login, token refresh with reuse detection, logout, resets and verification."""
+"""Sessions: login, token refresh with reuse detection, logout, and authentication."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from promptstack.accounts.events import PasswordResetRequested, VerificationRequested
-from promptstack.accounts.mail import AccountMail
 from promptstack.accounts.models import User, UserSnapshot
 from promptstack.accounts.repository import UserRepository
-from promptstack.accounts.rules import email_key, password_problem
-from promptstack.accounts.session_models import LoginFailure, RefreshToken, TokenPurpose
+from promptstack.accounts.rules import email_key_or_none
+from promptstack.accounts.session_models import LoginFailure, RefreshToken
 from promptstack.accounts.session_repository import (
-    ActionTokenRepository,
     LoginFailureRepository,
     RefreshTokenRepository,
 )
@@ -23,10 +20,8 @@ from promptstack.audit.service import Auditor
 from promptstack.core.clock import Clock
 from promptstack.core.errors import (
     InvalidCredentials,
-    InvalidToken,
     TooManyRequests,
     Unauthorized,
-    ValidationFailed,
 )
 from promptstack.core.ids import IdSource
 from promptstack.core.logging import get_logger
@@ -62,7 +57,6 @@ class AuthService:
         snapshots: UserSnapshots,
         hasher: PasswordHasher,
         tokens: TokenCodec,
-        mail: AccountMail,
         auditor: Auditor,
         clock: Clock,
         ids: IdSource,
@@ -71,7 +65,6 @@ class AuthService:
         self.snapshots = snapshots
         self.hasher = hasher
         self.tokens = tokens
-        self.mail = mail
         self.audit = auditor
         self.clock = clock
         self.ids = ids
@@ -228,90 +221,6 @@ class AuthService:
             raise Unauthorized("The token no longer grants access.")
         return user
 
-    async def request_password_reset(self, email: str, address: str) -> None:
-        """Record the request whatever the address: the look-up and the email happen in
-        a handler, so neither the answer nor its timing tells whether an account exists."""
-        if _email_key(email) is None:
-            return
-        async with self.uow() as uow:
-            uow.record(
-                PasswordResetRequested(email=email, address=address), aggregate_id=self.ids.new()
-            )
-
-    async def send_password_reset(self, uow: UnitOfWork, event: PasswordResetRequested) -> None:
-        """Handles a reset request: issue a token and email it, if the account exists."""
-        key = _email_key(event.email)
-        user = await UserRepository.of(uow).by_email(key) if key else None
-        if user is None or not user.is_active or user.deleted_at is not None:
-            return
-        await self.mail.password_reset(uow, user)
-        self.audit.record(
-            uow,
-            "auth.password_reset_requested",
-            actor_id=None,
-            subject_id=user.id,
-            address=event.address,
-        )
-
-    async def reset_password(self, token: str, new_password: str) -> None:
-        new_hash = await self.hasher.hash(new_password)
-        now = self.clock.now()
-        async with self.uow() as uow:
-            used = await ActionTokenRepository.of(uow).consume(
-                hash_token(token), TokenPurpose.PASSWORD_RESET, now
-            )
-            user = await UserRepository.of(uow).get(used.user_id) if used else None
-            if user is None or not user.is_active or user.deleted_at is not None:
-                raise InvalidToken("The reset token is invalid, used or expired.")
-            problem = password_problem(new_password, email=user.email, username=user.username)
-            if problem:
-                raise ValidationFailed(problem, extra={"field": "new_password"})
-            user.password_hash = new_hash
-            user.is_verified = True
-            user.session_version += 1
-            user.updated_at = now
-            await RefreshTokenRepository.of(uow).revoke_all_for(user.id, now)
-            self.audit.record(uow, "auth.password_reset", actor_id=user.id, subject_id=user.id)
-
-    async def request_verification(self, email: str) -> None:
-        if _email_key(email) is None:
-            return
-        async with self.uow() as uow:
-            uow.record(VerificationRequested(email=email), aggregate_id=self.ids.new())
-
-    async def send_verification(
-        self, uow: UnitOfWork, user_id: uuid.UUID | None = None, *, email: str | None = None
-    ) -> None:
-        """Handles the events that call for a verification email: issue a token and email
-        it, unless the address is confirmed already."""
-        if user_id is not None:
-            user = await UserRepository.of(uow).get(user_id)
-        else:
-            key = _email_key(email or "")
-            user = await UserRepository.of(uow).by_email(key) if key else None
-        if user is None or user.is_verified or not user.is_active or user.deleted_at is not None:
-            return
-        await self.mail.verification(uow, user)
-
-    async def send_welcome(self, uow: UnitOfWork, user_id: uuid.UUID) -> None:
-        user = await UserRepository.of(uow).get(user_id)
-        if user is None or not user.is_active or user.deleted_at is not None:
-            return
-        await self.mail.welcome(user)
-
-    async def verify_email(self, token: str) -> None:
-        now = self.clock.now()
-        async with self.uow() as uow:
-            used = await ActionTokenRepository.of(uow).consume(
-                hash_token(token), TokenPurpose.EMAIL_VERIFICATION, now
-            )
-            user = await UserRepository.of(uow).get(used.user_id) if used else None
-            if user is None or user.deleted_at is not None:
-                raise InvalidToken("The verification token is invalid, used or expired.")
-            user.is_verified = True
-            user.updated_at = now
-            self.audit.record(uow, "user.email_verified", actor_id=user.id, subject_id=user.id)
-
     async def _issue_pair(self, uow: UnitOfWork, user: User, *, family_id: uuid.UUID) -> TokenPair:
         access = self.tokens.issue_access(user.id, user.session_version, family_id)
         refresh = self.tokens.issue_refresh(user.id, family_id)
@@ -344,11 +253,4 @@ def _login_key(identifier: str) -> str:
     its account), anything else as a username. An address the rules refuse finds none."""
     if "@" not in identifier:
         return identifier
-    return _email_key(identifier) or ""
-
-
-def _email_key(email: str) -> str | None:
-    try:
-        return email_key(email)
-    except ValueError:
-        return None
+    return email_key_or_none(identifier) or ""

@@ -49,6 +49,7 @@ from promptstack.features.service import FeatureFlags
 from promptstack.jobs import handlers as job_handlers
 from promptstack.jobs.celery_app import run_worker as run_celery_worker
 from promptstack.jobs.executor import Executor, build_executor
+from promptstack.jobs.leases import JobLeases
 from promptstack.jobs.registry import JobKinds, register_job_modules
 from promptstack.jobs.runner import JobRunner
 from promptstack.jobs.service import JobService
@@ -72,6 +73,7 @@ class Container:
     audit_log: AuditLog
     features: FeatureFlags
     jobs: JobService
+    job_leases: JobLeases
     exports: AccountExports
     job_runner: JobRunner
     executor: Executor
@@ -152,7 +154,8 @@ def bootstrap(
     export_jobs.register(kinds)
     register_job_modules(kinds, settings.job_modules)
     jobs = JobService(settings, uow, clock, ids)
-    job_runner = JobRunner(settings, jobs, uow, clock, kinds)
+    job_leases = JobLeases(settings, uow, clock)
+    job_runner = JobRunner(settings, job_leases, uow, clock, kinds)
     executor = build_executor(settings, job_runner, jobs)
 
     consumers = Consumers()
@@ -186,6 +189,7 @@ def bootstrap(
         audit_log=AuditLog(uow),
         features=FeatureFlags(settings),
         jobs=jobs,
+        job_leases=job_leases,
         exports=AccountExports(uow, jobs, auditor),
         job_runner=job_runner,
         executor=executor,

@@ -23,10 +23,10 @@ import pytest
 
 from promptstack.bootstrap import Container
 from promptstack.core.clock import FrozenClock
+from promptstack.jobs.leases import Busy, ClaimedJob, JobLeases, JobLost
 from promptstack.jobs.models import Job, JobState
 from promptstack.jobs.repository import JobRepository
 from promptstack.jobs.runner import RunAgain
-from promptstack.jobs.service import Busy, ClaimedJob, JobLost, JobService
 from tests.fixtures.jobs_for_tests import marks
 from tests.fixtures.support import eventually
 
@@ -60,7 +60,7 @@ async def stored(container: Container, job_id: uuid.UUID) -> Job:
     return job
 
 
-async def claimed(jobs: JobService, job_id: uuid.UUID) -> ClaimedJob:
+async def claimed(jobs: JobLeases, job_id: uuid.UUID) -> ClaimedJob:
     claim = await jobs.claim(job_id)
     assert isinstance(claim, ClaimedJob), claim
     return claim
@@ -112,9 +112,9 @@ class Takeover:
 async def takeover(container: Container, clock: FrozenClock) -> Takeover:
     """A job whose first runner stopped renewing its lease and was taken over."""
     job_id = await submit(container, "test.gated")
-    stale = await claimed(container.jobs, job_id)
+    stale = await claimed(container.job_leases, job_id)
     let_lease_lapse(clock)
-    successor = await claimed(container.jobs, job_id)
+    successor = await claimed(container.job_leases, job_id)
     assert (stale.attempt, successor.attempt) == (1, 2)
     return Takeover(stale, successor, what_is_stored(await stored(container, job_id)))
 
@@ -122,14 +122,14 @@ async def takeover(container: Container, clock: FrozenClock) -> Takeover:
 async def test_a_stale_runner_cannot_complete_the_job(
     container: Container, takeover: Takeover
 ) -> None:
-    assert await container.jobs.succeed(takeover.stale, {"by": "stale"}) is False
+    assert await container.job_leases.succeed(takeover.stale, {"by": "stale"}) is False
 
     assert what_is_stored(await stored(container, takeover.stale.id)) == takeover.held
 
 
 async def test_a_stale_runner_cannot_fail_the_job(container: Container, takeover: Takeover) -> None:
     with pytest.raises(JobLost):
-        await container.jobs.fail_attempt(takeover.stale, "RuntimeError: stale", fatal=False)
+        await container.job_leases.fail_attempt(takeover.stale, "RuntimeError: stale", fatal=False)
 
     assert what_is_stored(await stored(container, takeover.stale.id)) == takeover.held
 
@@ -137,7 +137,7 @@ async def test_a_stale_runner_cannot_fail_the_job(container: Container, takeover
 async def test_a_stale_runner_cannot_renew_the_lease(
     container: Container, takeover: Takeover
 ) -> None:
-    assert await container.jobs.renew(takeover.stale) is False
+    assert await container.job_leases.renew(takeover.stale) is False
 
     assert what_is_stored(await stored(container, takeover.stale.id)) == takeover.held
 
@@ -146,7 +146,7 @@ async def test_a_stale_runner_cannot_report_progress(
     container: Container, takeover: Takeover
 ) -> None:
     with pytest.raises(JobLost):
-        await container.jobs.report_progress(takeover.stale, 1, 2)
+        await container.job_leases.report_progress(takeover.stale, 1, 2)
 
     assert what_is_stored(await stored(container, takeover.stale.id)) == takeover.held
 
@@ -154,7 +154,7 @@ async def test_a_stale_runner_cannot_report_progress(
 async def test_a_stale_runner_cannot_give_the_job_back(
     container: Container, takeover: Takeover
 ) -> None:
-    await container.jobs.release(takeover.stale)
+    await container.job_leases.release(takeover.stale)
 
     assert what_is_stored(await stored(container, takeover.stale.id)) == takeover.held
 
@@ -162,7 +162,7 @@ async def test_a_stale_runner_cannot_give_the_job_back(
 async def test_the_runner_that_took_over_completes_the_job(
     container: Container, takeover: Takeover
 ) -> None:
-    assert await container.jobs.succeed(takeover.successor, {"by": "successor"}) is True
+    assert await container.job_leases.succeed(takeover.successor, {"by": "successor"}) is True
 
     job = await stored(container, takeover.successor.id)
     assert (job.state, job.attempts, job.result) == (JobState.SUCCESS, 2, {"by": "successor"})
@@ -186,7 +186,7 @@ async def test_a_job_that_outlives_its_lease_keeps_it(
         for _ in range(3):
             let_lease_lapse(clock)
             await eventually(lease_held, what="the runner to renew its lease")
-            assert isinstance(await container.jobs.claim(job_id), Busy)
+            assert isinstance(await container.job_leases.claim(job_id), Busy)
         gate.touch()
         assert await attempt is None
 
@@ -200,7 +200,7 @@ async def test_a_job_whose_runners_keep_dying_fails_after_its_retries(
 ) -> None:
     job_id = await submit(container, "test.gated", marks=str(tmp_path))
     for attempt in range(1, MAX_RETRIES + 2):
-        runner = await claimed(container.jobs, job_id)
+        runner = await claimed(container.job_leases, job_id)
         assert runner.attempt == attempt
         let_lease_lapse(clock)  # the runner died mid-way
 

@@ -29,9 +29,9 @@ from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.pagination import PageRequest
 from promptstack.core.settings import Settings
 from promptstack.jobs.inprocess import InProcessExecutor
+from promptstack.jobs.leases import Busy
 from promptstack.jobs.models import UNFINISHED, Job, JobState
 from promptstack.jobs.repository import JobRepository
-from promptstack.jobs.service import Busy
 from tests.conftest import empty_postgres, make_settings, unavailable
 from tests.fixtures.celery_worker import WorkerProcess
 from tests.fixtures.jobs_for_tests import EFFECT, marks
@@ -335,7 +335,7 @@ async def test_a_job_that_outlives_its_lease_keeps_it(harness: Harness) -> None:
         lambda job: job.locked_until is not None and job.locked_until > beyond,
         "a renewed lease",
     )
-    assert isinstance(await harness.container.jobs.claim(job_id), Busy)
+    assert isinstance(await harness.container.job_leases.claim(job_id), Busy)
     gate.touch()
 
     job = await harness.finished(job_id)

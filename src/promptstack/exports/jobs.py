@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 from promptstack.exports.service import ACCOUNT_EXPORT, gather_account_export
+from promptstack.jobs.leases import FatalJobError
 from promptstack.jobs.registry import JobContext, JobKinds, JobResult
-from promptstack.jobs.service import FatalJobError
 
 
 def register(kinds: JobKinds) -> None:

@@ -20,9 +20,10 @@ from promptstack.audit.service import Auditor
 from promptstack.core.clock import Clock
 from promptstack.core.pagination import Cursor, PageRequest
 from promptstack.core.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from promptstack.jobs.leases import FatalJobError
 from promptstack.jobs.models import Job
 from promptstack.jobs.repository import JobRepository
-from promptstack.jobs.service import FatalJobError, JobService
+from promptstack.jobs.service import JobService
 from promptstack.notifications.models import Notification
 from promptstack.notifications.repository import NotificationRepository
 

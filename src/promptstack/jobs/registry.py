@@ -29,7 +29,7 @@ from typing import Any
 from promptstack.core.clock import Clock
 from promptstack.core.settings import Settings
 from promptstack.core.unit_of_work import UnitOfWorkFactory
-from promptstack.jobs.service import ClaimedJob, JobService
+from promptstack.jobs.leases import ClaimedJob, JobLeases
 
 KIND_NAME = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 KIND_NAME_MAX_LENGTH = 64
@@ -43,7 +43,7 @@ class JobContext:
     def __init__(
         self,
         job: ClaimedJob,
-        jobs: JobService,
+        leases: JobLeases,
         uow: UnitOfWorkFactory,
         settings: Settings,
         clock: Clock,
@@ -52,7 +52,7 @@ class JobContext:
         self.uow = uow
         self.settings = settings
         self.clock = clock
-        self._jobs = jobs
+        self._leases = leases
 
     @property
     def params(self) -> dict[str, Any]:
@@ -62,7 +62,7 @@ class JobContext:
         """Store how far the job got; readers of the job see it at once. `total` None
         keeps the total already known. Raises `JobLost` when another runner has taken
         the job over, which stops this one."""
-        await self._jobs.report_progress(self.job, current, total)
+        await self._leases.report_progress(self.job, current, total)
 
 
 JobFunction = Callable[[JobContext], Awaitable[JobResult]]

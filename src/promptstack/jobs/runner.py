@@ -21,9 +21,9 @@ from promptstack.core.logging import get_logger
 from promptstack.core.metrics import JOBS
 from promptstack.core.settings import Settings
 from promptstack.core.unit_of_work import UnitOfWorkFactory
+from promptstack.jobs.leases import Busy, ClaimedJob, FatalJobError, JobLeases, JobLost
 from promptstack.jobs.models import JobState
 from promptstack.jobs.registry import JobContext, JobKinds, JobResult
-from promptstack.jobs.service import Busy, ClaimedJob, FatalJobError, JobLost, JobService
 
 log = get_logger(__name__)
 
@@ -41,13 +41,13 @@ class JobRunner:
     def __init__(
         self,
         settings: Settings,
-        jobs: JobService,
+        leases: JobLeases,
         uow: UnitOfWorkFactory,
         clock: Clock,
         registry: JobKinds,
     ) -> None:
         self.settings = settings
-        self.jobs = jobs
+        self.leases = leases
         self.uow = uow
         self.clock = clock
         self.registry = registry
@@ -55,7 +55,7 @@ class JobRunner:
     async def run(self, job_id: uuid.UUID) -> RunAgain | None:
         """Run one attempt of the job, if it is there to run; when to run it again, or
         None when nothing is left to do. Cancelled, it gives the job back unfinished."""
-        claim = await self.jobs.claim(job_id)
+        claim = await self.leases.claim(job_id)
         if isinstance(claim, Busy):
             log.info("job_busy", job_id=str(job_id), look_again_in=round(claim.wait, 3))
             return RunAgain(claim.wait, retry=False)
@@ -68,7 +68,7 @@ class JobRunner:
 
     async def _attempt(self, job: ClaimedJob) -> RunAgain | None:
         JOBS.labels(job.kind, JobState.PROGRESS.value).inc()
-        context = JobContext(job, self.jobs, self.uow, self.settings, self.clock)
+        context = JobContext(job, self.leases, self.uow, self.settings, self.clock)
         try:
             result = await self._leased(job, context)
         except asyncio.CancelledError:
@@ -79,7 +79,7 @@ class JobRunner:
             return None
         except Exception as exc:
             return await self._failed(job, exc)
-        if await self.jobs.succeed(job, result):
+        if await self.leases.succeed(job, result):
             JOBS.labels(job.kind, JobState.SUCCESS.value).inc()
             log.info("job_succeeded")
         else:
@@ -102,7 +102,7 @@ class JobRunner:
         while True:
             await asyncio.sleep(interval)
             try:
-                if not await self.jobs.renew(job):
+                if not await self.leases.renew(job):
                     log.warning("job_lease_lost")
                     return
             except Exception as exc:
@@ -112,7 +112,7 @@ class JobRunner:
         fatal = isinstance(exc, FatalJobError)
         error = str(exc) if fatal else f"{type(exc).__name__}: {exc}"
         try:
-            delay = await self.jobs.fail_attempt(job, error, fatal=fatal)
+            delay = await self.leases.fail_attempt(job, error, fatal=fatal)
         except JobLost:
             log.warning("job_lost")
             return None
@@ -126,7 +126,7 @@ class JobRunner:
 
     async def _release(self, job: ClaimedJob) -> None:
         try:
-            await self.jobs.release(job)
+            await self.leases.release(job)
             log.info("job_interrupted")
         except Exception as exc:
             # The lease lapses by itself; the job is taken over then.

@@ -1,23 +1,16 @@
-"""Background jobs: submitting and reading them, and the state machine every executor follows.
+"""Background jobs as their callers see them: submitting one, reading one.
 
 The `jobs` table is the truth about a job, whichever executor runs it. A job is stored
 together with a `JobSubmitted` event in the caller's transaction, so once the caller has
 committed, the job cannot be lost: the outbox relay hands the event to the `jobs.dispatch`
-consumer, which passes the job to the configured executor.
-
-A runner claims a job before it runs it: pending (or in progress with a lapsed lease) to
-in progress, one more attempt, a lease it renews while it works. A finished job cannot be
-claimed and a leased one is busy, so a job dispatched twice runs once. Every later write
-of the runner is fenced by its attempt number: a runner whose lease lapsed and whose job
-was taken over cannot overwrite what its successor does.
+consumer, which passes the job to the configured executor. How runners take and hold a
+job is `leases.py`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from promptstack.accounts.models import ROLE_RANK, Role, UserSnapshot
@@ -25,50 +18,17 @@ from promptstack.core.clock import Clock
 from promptstack.core.errors import NotFound
 from promptstack.core.ids import IdSource
 from promptstack.core.metrics import JOBS, JOBS_UNFINISHED
-from promptstack.core.resilience import Backoff
 from promptstack.core.settings import Settings
 from promptstack.core.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from promptstack.jobs.events import JobSubmitted
-from promptstack.jobs.models import UNFINISHED, Job, JobState
+from promptstack.jobs.models import Job, JobState
 from promptstack.jobs.repository import JobRepository
-
-# A runner that finds a job leased looks again this long after the lease should lapse.
-LEASE_MARGIN_SECONDS = 0.1
-ERROR_MAX_LENGTH = 2000
 
 
 class JobDispatcher(Protocol):
     """Hands a stored job to whatever runs jobs (the in-process executor or Celery)."""
 
     async def enqueue(self, job_id: uuid.UUID, delay: float = 0.0) -> None: ...
-
-
-class FatalJobError(Exception):
-    """Raised by a job that can never succeed (its input is wrong, its subject is gone):
-    the job fails at once instead of being retried."""
-
-
-class JobLost(Exception):
-    """The runner's lease lapsed and another runner took the job over."""
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    """A job as its runner holds it: `attempt` fences the runner's writes."""
-
-    id: uuid.UUID
-    kind: str
-    owner_id: uuid.UUID | None
-    params: Mapping[str, Any]
-    attempt: int
-    total: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Busy:
-    """Another runner holds the job; its lease lapses in `wait` seconds at the latest."""
-
-    wait: float
 
 
 class JobService:
@@ -79,14 +39,6 @@ class JobService:
         self.uow = uow
         self.clock = clock
         self.ids = ids
-
-    @property
-    def max_attempts(self) -> int:
-        return self.settings.job_max_retries + 1
-
-    @property
-    def lease(self) -> timedelta:
-        return timedelta(seconds=self.settings.job_lease_seconds)
 
     async def submit(
         self,
@@ -136,111 +88,6 @@ class JobService:
     async def unfinished(self) -> list[uuid.UUID]:
         async with self.uow(read_only=True) as uow:
             return await JobRepository.of(uow).unfinished_ids()
-
-    # --- the runner's side ----------------------------------------------------------------
-
-    async def claim(self, job_id: uuid.UUID) -> ClaimedJob | Busy | None:
-        """Take the job for one attempt; None when there is nothing to run (finished, gone,
-        or given up now because its runners kept dying)."""
-        now = self.clock.now()
-        async with self.uow() as uow:
-            job = await JobRepository.of(uow).get_for_update(job_id)
-            if job is None or job.state not in UNFINISHED:
-                return None
-            if job.state is JobState.PROGRESS:
-                if job.locked_until is not None and job.locked_until > now:
-                    wait = (job.locked_until - now).total_seconds() + LEASE_MARGIN_SECONDS
-                    return Busy(wait)
-                if job.attempts >= self.max_attempts:
-                    # Its last runner died mid-way, and it has had all its attempts.
-                    self._finish(job, JobState.FAILURE, now)
-                    job.error = f"Interrupted on each of its {job.attempts} attempts."
-                    uow.after_commit(lambda: JOBS.labels(job.kind, JobState.FAILURE.value).inc())
-                    return None
-            job.state = JobState.PROGRESS
-            job.attempts += 1
-            job.started_at = job.updated_at = now
-            job.locked_until = now + self.lease
-            return ClaimedJob(
-                id=job.id,
-                kind=job.kind,
-                owner_id=job.owner_id,
-                params=dict(job.params),
-                attempt=job.attempts,
-                total=job.total,
-            )
-
-    async def report_progress(self, job: ClaimedJob, current: int, total: int | None) -> None:
-        """Store how far the job got, at once, in a transaction of its own (so readers see
-        it while the job runs); `total` None keeps the total as it is."""
-        if current < 0 or (total is not None and total < 0):
-            raise ValueError("progress counts cannot be negative")
-        now = self.clock.now()
-        values: dict[str, Any] = {
-            "current": current,
-            "updated_at": now,
-            "locked_until": now + self.lease,
-        }
-        if total is not None:
-            values["total"] = total
-        async with self.uow() as uow:
-            held = await JobRepository.of(uow).update_claimed(job.id, job.attempt, **values)
-        if not held:
-            raise JobLost(f"job {job.id} was taken over by another runner")
-
-    async def renew(self, job: ClaimedJob) -> bool:
-        """Extend the lease; False when the job is no longer this runner's."""
-        async with self.uow() as uow:
-            return await JobRepository.of(uow).update_claimed(
-                job.id, job.attempt, locked_until=self.clock.now() + self.lease
-            )
-
-    async def succeed(self, job: ClaimedJob, result: dict[str, Any]) -> bool:
-        """Store the result; False when the job was no longer this runner's."""
-        now = self.clock.now()
-        async with self.uow() as uow:
-            return await JobRepository.of(uow).complete_claimed(job.id, job.attempt, result, now)
-
-    async def fail_attempt(self, job: ClaimedJob, error: str, *, fatal: bool) -> float | None:
-        """Record a failed attempt: the delay before the retry, or None when the job has
-        failed for good (a fatal error, or no retries left). Raises `JobLost`."""
-        now = self.clock.now()
-        retry = not fatal and job.attempt < self.max_attempts
-        values: dict[str, Any] = {
-            "error": error[:ERROR_MAX_LENGTH],
-            "updated_at": now,
-            "locked_until": None,
-        }
-        if retry:
-            values["state"] = JobState.PENDING
-        else:
-            values.update(state=JobState.FAILURE, finished_at=now)
-        async with self.uow() as uow:
-            held = await JobRepository.of(uow).update_claimed(job.id, job.attempt, **values)
-        if not held:
-            raise JobLost(f"job {job.id} was taken over by another runner")
-        if not retry:
-            return None
-        return Backoff(self.settings.job_retry_base_seconds).delay(job.attempt)
-
-    async def release(self, job: ClaimedJob) -> None:
-        """Give the job back unfinished (its process is stopping): pending again, and the
-        interrupted attempt does not count."""
-        async with self.uow() as uow:
-            await JobRepository.of(uow).update_claimed(
-                job.id,
-                job.attempt,
-                state=JobState.PENDING,
-                attempts=job.attempt - 1,
-                locked_until=None,
-                updated_at=self.clock.now(),
-            )
-
-    @staticmethod
-    def _finish(job: Job, state: JobState, now: datetime) -> None:
-        job.state = state
-        job.finished_at = job.updated_at = now
-        job.locked_until = None
 
 
 def _may_read(actor: UserSnapshot, job: Job) -> bool:

@@ -195,17 +195,18 @@ def api(client: httpx.AsyncClient, container: Container, settings: Settings) -> 
 
 @pytest.fixture(autouse=True)
 def _no_leaked_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests build their settings explicitly; the developer's environment must not leak in."""
-    for name in (
-        "DATABASE_URL",
-        "SECRET_KEY",
-        "ENVIRONMENT",
-        "EMAIL_BACKEND",
-        "FEATURE_FLAGS",
-        "AMQP_URL",
-        "CELERY_BROKER_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    """No variable named like a setting, in any case: tests build their settings
+    explicitly, and the developer's environment must not leak in."""
+    fields = set(Settings.model_fields)
+    for name in list(os.environ):
+        if name.lower() in fields:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def no_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An empty working directory, so settings read from no `.env` file either."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 from pathlib import Path
 
@@ -14,15 +13,7 @@ from promptstack.bootstrap import bootstrap
 from promptstack.core.logging import configure_logging
 from promptstack.core.settings import DEFAULT_SECRET_KEY, Settings
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No variable named like a setting, in any case, and no `.env` in the working directory."""
-    fields = set(Settings.model_fields)
-    for name in list(os.environ):
-        if name.lower() in fields:
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_dotenv")
 
 
 def _settings() -> Settings:

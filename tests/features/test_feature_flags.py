@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, get_args
 
 import pytest
@@ -21,14 +19,7 @@ from promptstack.features.service import BUILT_IN_FLAGS, FeatureFlags, rollout_p
 SYNTHETIC_IDS = [uuid.UUID(int=n) for n in range(2000)]
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No variable named like a setting, and no `.env`: each test says what it configures."""
-    fields = set(Settings.model_fields)
-    for name in list(os.environ):
-        if name.lower() in fields:
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_dotenv")
 
 
 def flags(environment: str = "test", **rules: dict[str, Any]) -> FeatureFlags:

@@ -78,26 +78,14 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
 
+    # --- the process: name, environment, logs, shutdown --------------------------------------
     app_name: str = "Prompt Stack"
     environment: Environment = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
-    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
-    access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
-    refresh_token_expire_days: int = Field(default=14, ge=1, le=365)
-    password_reset_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
-    email_verification_expire_hours: int = Field(default=48, ge=1, le=24 * 30)
-    password_hash_time_cost: int = Field(default=3, ge=1, le=20)
-    password_hash_memory_cost: int = Field(default=65536, ge=8, le=4 * 1024 * 1024)
-    password_hash_parallelism: int = Field(default=4, ge=1, le=64)
-
-    login_max_failures_per_account: int = Field(default=5, ge=1)
-    login_max_failures_per_address: int = Field(default=50, ge=1)
-    login_lockout_minutes: int = Field(default=15, ge=1)
-    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
-
+    # --- core: the database ------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///./promptstack.db"
     database_read_url: str | None = None
     database_pool_size: int = Field(default=10, ge=1, le=200)
@@ -107,20 +95,7 @@ class Settings(BaseSettings):
     database_pool_pre_ping: bool = True
     database_echo: bool = False
 
-    email_backend: EmailBackendName = "maildir"
-    email_from: str = "Prompt Stack <no-reply@promptstack.local>"
-    maildir_path: Path = Path("./var/mail")
-    smtp_host: str = "localhost"
-    smtp_port: int = Field(default=587, ge=1, le=65535)
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_starttls: bool = True
-    smtp_use_tls: bool = False
-    smtp_timeout: float = Field(default=10.0, gt=0)
-    public_base_url: str = "http://127.0.0.1:8000"
-
-    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
-
+    # --- core: Redis, the cache and rate limits ----------------------------------------------
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
     redis_recovery_seconds: float = Field(default=5.0, gt=0, le=300)
@@ -128,36 +103,13 @@ class Settings(BaseSettings):
     cache_local_ttl_seconds: float = Field(default=5.0, gt=0, le=3600)
     cache_local_max_entries: int = Field(default=10_000, ge=1)
     cache_user_ttl_seconds: float = Field(default=60.0, gt=0, le=86_400)
-
     rate_limit_enabled: bool = True
     rate_limit_per_minute: int = Field(default=600, ge=1)
     rate_limit_burst: int = Field(default=100, ge=1)
     auth_rate_limit_per_minute: int = Field(default=20, ge=1)
 
-    # Events and jobs. Without AMQP_URL events are dispatched inside the process that
-    # relays the outbox; without CELERY_BROKER_URL jobs run in the process that serves.
-    amqp_url: str | None = None
-    amqp_namespace: str = Field(default="promptstack", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    amqp_prefetch: int = Field(default=32, ge=1, le=10_000)
-    amqp_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
-    embedded_relay: bool | None = None
-    outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
-    outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
-    outbox_retention_hours: float = Field(default=168.0, gt=0)
-    event_max_attempts: int = Field(default=5, ge=1, le=100)
-    event_retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
-    event_retry_max_seconds: float = Field(default=300.0, gt=0, le=86_400)
-    celery_broker_url: str | None = None
-    job_concurrency: int = Field(default=4, ge=1, le=256)
-    job_max_retries: int = Field(default=3, ge=0, le=20)
-    job_retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
-    # A running job renews its lease at a third of this; a job whose runner died is taken
-    # over once the lease has lapsed.
-    job_lease_seconds: float = Field(default=60.0, gt=0, le=86_400)
-    celery_queue: str = Field(default="promptstack.jobs", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
-    # Modules imported at start that define more job kinds (comma-separated).
-    job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
-
+    # --- http: the HTTP surface, metrics and tracing -----------------------------------------
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -175,7 +127,60 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = "promptstack"
 
-    # Flag name -> rule, added to the built-in flags (services/features.py) or replacing
+    # --- events: the outbox, the relay and RabbitMQ ------------------------------------------
+    # Without AMQP_URL events are dispatched inside the process that relays the outbox.
+    amqp_url: str | None = None
+    amqp_namespace: str = Field(default="promptstack", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    amqp_prefetch: int = Field(default=32, ge=1, le=10_000)
+    amqp_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    embedded_relay: bool | None = None
+    outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    outbox_retention_hours: float = Field(default=168.0, gt=0)
+    event_max_attempts: int = Field(default=5, ge=1, le=100)
+    event_retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
+    event_retry_max_seconds: float = Field(default=300.0, gt=0, le=86_400)
+
+    # --- jobs: executors, retries, leases, Celery --------------------------------------------
+    # Without CELERY_BROKER_URL jobs run in the process that serves.
+    celery_broker_url: str | None = None
+    job_concurrency: int = Field(default=4, ge=1, le=256)
+    job_max_retries: int = Field(default=3, ge=0, le=20)
+    job_retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
+    # A running job renews its lease at a third of this; a job whose runner died is taken
+    # over once the lease has lapsed.
+    job_lease_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    celery_queue: str = Field(default="promptstack.jobs", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    # Modules imported at start that define more job kinds (comma-separated).
+    job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- accounts: tokens, passwords, login throttling, email --------------------------------
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_expire_days: int = Field(default=14, ge=1, le=365)
+    password_reset_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    email_verification_expire_hours: int = Field(default=48, ge=1, le=24 * 30)
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20)
+    password_hash_memory_cost: int = Field(default=65536, ge=8, le=4 * 1024 * 1024)
+    password_hash_parallelism: int = Field(default=4, ge=1, le=64)
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=50, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    email_backend: EmailBackendName = "maildir"
+    email_from: str = "Prompt Stack <no-reply@promptstack.local>"
+    maildir_path: Path = Path("./var/mail")
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_use_tls: bool = False
+    smtp_timeout: float = Field(default=10.0, gt=0)
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # --- features: flags ---------------------------------------------------------------------
+    # Flag name -> rule, added to the built-in flags (features/service.py) or replacing
     # one of the same name.
     feature_flags: Annotated[dict[FlagName, FlagRule], NoDecode] = Field(default_factory=dict)
 

@@ -51,7 +51,7 @@ FlagName = Annotated[str, AfterValidator(_flag_name)]
 
 
 class FlagRule(BaseModel):
-    """Who a feature flag is on for; services/features.py evaluates it per caller.
+    """Who a feature flag is on for; features/service.py evaluates it per caller.
 
     `enabled` decides alone when given: false is off for everyone (a kill switch), true on
     for everyone. Otherwise each other field names an audience and the flag is on for a

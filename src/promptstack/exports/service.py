@@ -1,6 +1,6 @@
 """Account data export: everything the service holds about a user, gathered by a job.
 
-Asking for an export stores an `account.export` job; the job (tasks/exports.py) reads the
+Asking for an export stores an `account.export` job; the job (exports/jobs.py) reads the
 profile, the audit-log entries about the user and the user's notifications page by page,
 reporting its progress, and the export becomes the job's result. Gathering only reads,
 so a rerun after a crash produces the same export and changes nothing.

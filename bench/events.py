@@ -26,18 +26,24 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
-import statistics
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aio_pika
-import asyncpg
-from rich.console import Console
-from rich.table import Table
+from harness import (
+    create_database,
+    drop_database,
+    figures_table,
+    median,
+    out,
+    percentile,
+    write_json,
+)
 from sqlalchemy import func, select
 
 from promptstack.audit.models import AuditEntry
@@ -56,7 +62,6 @@ from promptstack.events.rabbitmq import (
 )
 from promptstack.migrations.runner import upgrade
 
-console = Console()
 SAMPLE_SECONDS = 0.25
 
 
@@ -84,14 +89,9 @@ class Steady:
     max_ms: float
 
 
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def _steady(latencies: list[float]) -> Steady:
     ms = [value * 1000 for value in latencies]
-    return Steady(len(ms), statistics.median(ms), _percentile(ms, 0.99), max(ms))
+    return Steady(len(ms), median(ms), percentile(ms, 0.99), max(ms))
 
 
 async def _paced(rate: float, duration: float, send: Callable[[int], Awaitable[None]]) -> int:
@@ -314,25 +314,6 @@ def _events_process(settings_args: dict[str, Any], ready: Any, stop: Any) -> Non
 # --- set-up and report -------------------------------------------------------------------
 
 
-async def _fresh_database(admin_dsn: str, name: str) -> str:
-    connection = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    return f"{base}/{name}"
-
-
-async def _drop_database(admin_dsn: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 async def _delete_namespace(url: str, settings: Settings, consumers: list[str]) -> None:
     """Remove the exchange and every queue this run declared: each consumer's queue, its
     retry queues and its dead-letter queue."""
@@ -362,7 +343,7 @@ async def _delete_namespace(url: str, settings: Settings, consumers: list[str]) 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    url = await _fresh_database(args.postgres, args.database)
+    url = await create_database(args.postgres, args.database)
     settings_args: dict[str, Any] = {
         "database_url": url,
         "amqp_url": args.amqp_url,
@@ -392,12 +373,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if not await asyncio.to_thread(ready.wait, 60):
             raise RuntimeError("the relay process did not start")
         async with Bare(args.amqp_url, prefix) as bare:
-            console.print(f"burst of {args.events} events: baseline, then the service")
+            out.print(f"burst of {args.events} events: baseline, then the service")
             results["bare_burst"] = await bare.burst(args.events, settings.outbox_batch_size)
             results["service_burst"] = await service.burst(
                 args.events, args.per_transaction, args.producers
             )
-            console.print(f"steady {args.rate}/s for {args.duration}s: baseline, then the service")
+            out.print(f"steady {args.rate}/s for {args.duration}s: baseline, then the service")
             results["bare_steady"] = await bare.steady(args.rate, args.duration)
             results["service_steady"] = await service.steady(args.rate, args.duration)
     finally:
@@ -406,7 +387,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         consumers = [consumer.name for consumer in service.container.consumers] + [EFFECT]
         await service.container.aclose()
         await _delete_namespace(args.amqp_url, settings, consumers)
-        await _drop_database(args.postgres, args.database)
+        await drop_database(args.postgres, args.database)
     return results
 
 
@@ -415,31 +396,33 @@ def report(results: dict[str, Any]) -> None:
     service_burst: Burst = results["service_burst"]
     bare_steady: Steady = results["bare_steady"]
     service_steady: Steady = results["service_steady"]
-    table = Table(title="Event backbone: PostgreSQL outbox over RabbitMQ vs bare aio-pika")
-    for column in ("", "burst events/s", "steady p50 ms", "steady p99 ms", "steady max ms"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        "service",
-        f"{service_burst.per_second:.0f}",
-        f"{service_steady.p50_ms:.1f}",
-        f"{service_steady.p99_ms:.1f}",
-        f"{service_steady.max_ms:.1f}",
+    rows = [
+        (
+            name,
+            f"{burst.per_second:.0f}",
+            f"{steady.p50_ms:.1f}",
+            f"{steady.p99_ms:.1f}",
+            f"{steady.max_ms:.1f}",
+        )
+        for name, burst, steady in (
+            ("service", service_burst, service_steady),
+            ("bare aio-pika", bare_burst, bare_steady),
+        )
+    ]
+    table = figures_table(
+        "Event backbone: PostgreSQL outbox over RabbitMQ vs bare aio-pika",
+        ("", "burst events/s", "steady p50 ms", "steady p99 ms", "steady max ms"),
+        rows,
+        label_justify="right",
     )
-    table.add_row(
-        "bare aio-pika",
-        f"{bare_burst.per_second:.0f}",
-        f"{bare_steady.p50_ms:.1f}",
-        f"{bare_steady.p99_ms:.1f}",
-        f"{bare_steady.max_ms:.1f}",
-    )
-    console.print(table)
+    out.print(table)
     ratio = service_burst.per_second / bare_burst.per_second
-    console.print(f"throughput ratio service/bare: [bold]{ratio:.2f}[/bold]")
-    console.print(
+    out.print(f"throughput ratio service/bare: [bold]{ratio:.2f}[/bold]")
+    out.print(
         f"burst: {service_burst.events} events, peak backlog {service_burst.peak_backlog}, "
         f"empty {service_burst.drain_after_last_commit:.1f} s after the last commit"
     )
-    console.print(
+    out.print(
         "backlog over time (s: events): "
         + ", ".join(
             f"{t}: {n}"
@@ -485,8 +468,7 @@ def main() -> None:
         plain = {
             k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in results.items()
         }
-        with open(args.json, "w") as out:
-            json.dump(plain, out, indent=2)
+        write_json(Path(args.json), plain)
     sys.exit(0)
 
 

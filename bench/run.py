@@ -14,64 +14,59 @@ Run `python bench/run.py --help`. This is not part of the test suite.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
 import re
-import resource
 import secrets
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import jwt
-from rich.console import Console
-from rich.table import Table
+from harness import (
+    BENCH_DIR,
+    BenchError,
+    Server,
+    children_cpu_seconds,
+    clean_env,
+    console,
+    console_script,
+    database_url,
+    exit_code,
+    figures_table,
+    find_taskset,
+    fresh_database,
+    git_state,
+    is_bench_database_name,
+    median,
+    out,
+    package_versions,
+    pinned,
+    process_cpu_seconds,
+    rounded,
+    say,
+    spread,
+    write_json,
+)
 
-BENCH_DIR = Path(__file__).resolve().parent
 MODES = ("embedded", "scaleout")
 Mode = Literal["embedded", "scaleout"]
 TargetName = Literal["service", "bare"]
 
 ME_PATH = "/api/v1/users/me"
 APP_NAME = "Prompt Stack"  # the token issuer; both apps read APP_NAME from the environment
-# The service reads every setting from the environment; the servers get a clean one with
-# only these passed through from ours, so a stray DATABASE_URL or .env cannot leak in.
-PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV")
 # A client pinned to a core that is this busy may be the bottleneck itself.
 CLIENT_BUSY = 0.9
-READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 10.0
-SAFE_DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-console = Console(stderr=True)
-out = Console()
-
-
-class BenchError(Exception):
-    """A reason to stop the run, told to the user without a traceback."""
-
-
-def say(text: str, style: str | None = None) -> None:
-    """A progress line on stderr, printed as is (no console markup)."""
-    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
-
 
 # --------------------------------------------------------------------------- options
 
@@ -185,7 +180,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         if not sep or not name:
             parser.error(f"--set takes NAME=VALUE, not {item!r}")
         extra[name.upper()] = value
-    if not SAFE_DATABASE_NAME.fullmatch(args.database) or "bench" not in args.database:
+    if not is_bench_database_name(args.database):
         parser.error("--database must be a plain lowercase name containing 'bench'")
     return Options(
         modes=tuple(dict.fromkeys(args.modes or MODES)),
@@ -220,8 +215,7 @@ class Tools:
 
 
 def find_tools(options: Options) -> Tools:
-    if sys.platform != "linux":
-        raise BenchError("The benchmark pins processes to CPUs with taskset: Linux only.")
+    taskset = find_taskset((options.server_cpu, options.client_cpu))
     wrk = shutil.which("wrk")
     if wrk is None and options.loadgen == "wrk":
         raise BenchError(
@@ -231,32 +225,19 @@ def find_tools(options: Options) -> Tools:
             "  Arch:          sudo pacman -S wrk\n"
             "or, where that is impossible, use the Python load generator: --loadgen python"
         )
-    taskset = shutil.which("taskset")
-    if taskset is None:
-        raise BenchError("taskset is not on PATH: install util-linux.")
-    allowed = os.sched_getaffinity(0)
-    for cpu in (options.server_cpu, options.client_cpu):
-        if cpu not in allowed:
-            raise BenchError(f"CPU {cpu} is not available here (usable: {sorted(allowed)}).")
     if options.server_cpu == options.client_cpu:
         say(
             "The servers and the load generator share one CPU: the figures will include "
             "the load generator's own cost.",
             "yellow",
         )
-    promptstack = _script("promptstack")
+    promptstack = console_script("promptstack")
     if promptstack is None:
         raise BenchError("The promptstack command is not installed: run `make bench`.")
-    py_spy = _script("py-spy")
+    py_spy = console_script("py-spy")
     if options.profile_dir is not None and py_spy is None:
         raise BenchError(f"--profile needs py-spy: {sys.executable} -m pip install py-spy")
     return Tools(wrk=wrk, taskset=taskset, promptstack=promptstack, py_spy=py_spy)
-
-
-def _script(name: str) -> str | None:
-    """A console script of this interpreter's environment, else one on PATH."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else shutil.which(name)
 
 
 def wrk_version(tools: Tools) -> str | None:
@@ -326,118 +307,30 @@ def parse_wrk(text: str) -> LoadFigures:
     )
 
 
-def _process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, all its threads, from /proc."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 # --------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
-    """One uvicorn process, pinned to a CPU, its output kept in a log file."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"{name}.log"
-        self._command = [*command, "--host", "127.0.0.1", "--port", str(self.port)]
-        self._env = env
-        self._workdir = workdir
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        if self._process is None:
-            raise BenchError(f"{self.name} is not running")
-        return self._process.pid
-
-    def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            # A session of its own: a Ctrl-C at the terminal reaches only this runner,
-            # which then stops the servers in order.
-            self._process = subprocess.Popen(  # noqa: S603 -- our own fixed command
-                self._command,
-                env=self._env,
-                cwd=self._workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_ready(self, path: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        with httpx.Client(base_url=self.url, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self._process is not None and self._process.poll() is not None:
-                    raise BenchError(f"{self.name} exited on start:\n{self.log_tail()}")
-                with suppress(httpx.TransportError):
-                    if client.get(path).status_code == 200:
-                        return
-                time.sleep(0.1)
-        raise BenchError(f"{self.name} was not ready within {READY_TIMEOUT_SECONDS:.0f} s")
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            say(f"{self.name} did not stop on SIGTERM; killing it.", "yellow")
-            process.kill()
-            process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 def uvicorn_command(tools: Tools, cpu: int, *app: str) -> list[str]:
     """One worker, no reload, no access log: the request path and nothing around it."""
-    return [
+    return pinned(
         tools.taskset,
-        "--cpu-list",
-        str(cpu),
-        sys.executable,
-        "-m",
-        "uvicorn",
-        *app,
-        "--factory",
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--no-proxy-headers",
-        "--timeout-graceful-shutdown",
-        "5",
-    ]
-
-
-def clean_env(settings: dict[str, str]) -> dict[str, str]:
-    env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
-    return env | settings
+        cpu,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            *app,
+            "--factory",
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--no-proxy-headers",
+            "--timeout-graceful-shutdown",
+            "5",
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- data
@@ -507,12 +400,10 @@ def drive(
 ) -> tuple[LoadFigures, float, float]:
     """One run of the load generator: its figures, the server's and the load generator's
     CPU use per second of the run."""
-    pin = [tools.taskset, "--cpu-list", str(options.client_cpu)]
     url = target.server.url + target.path
     header = f"Authorization: Bearer {target.token}"
     if options.loadgen == "wrk" and tools.wrk is not None:
         command = [
-            *pin,
             tools.wrk,
             "--threads",
             str(options.threads),
@@ -529,7 +420,6 @@ def drive(
         ]
     else:
         command = [
-            *pin,
             sys.executable,
             str(BENCH_DIR / "loadgen.py"),
             "--connections",
@@ -540,9 +430,10 @@ def drive(
             header,
             url,
         ]
+    command = pinned(tools.taskset, options.client_cpu, command)
     spy = start_py_spy(tools, options, target, seconds, profile) if profile else None
-    server_before = _process_cpu_seconds(target.server.pid)
-    client_before = _children_cpu_seconds()
+    server_before = process_cpu_seconds(target.server.pid)
+    client_before = children_cpu_seconds()
     started = time.monotonic()
     try:
         done = subprocess.run(  # noqa: S603 -- our own fixed command
@@ -552,8 +443,8 @@ def drive(
         if spy is not None:
             finish_py_spy(spy, profile)
     elapsed = time.monotonic() - started
-    server_cpu = (_process_cpu_seconds(target.server.pid) - server_before) / elapsed
-    client_cpu = (_children_cpu_seconds() - client_before) / elapsed
+    server_cpu = (process_cpu_seconds(target.server.pid) - server_before) / elapsed
+    client_cpu = (children_cpu_seconds() - client_before) / elapsed
     if done.returncode != 0:
         raise BenchError(
             f"{options.loadgen} failed ({done.returncode}):\n{done.stderr or done.stdout}"
@@ -569,22 +460,23 @@ def start_py_spy(
     assert tools.py_spy is not None  # find_tools made sure
     output.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(  # noqa: S603 -- our own fixed command
-        [
+        pinned(
             tools.taskset,
-            "--cpu-list",
-            str(options.client_cpu),
-            tools.py_spy,
-            "record",
-            "--pid",
-            str(target.server.pid),
-            "--duration",
-            str(seconds),
-            "--format",
-            options.profile_format,
-            "--output",
-            str(output),
-            *([] if options.profile_all_threads else ["--gil"]),
-        ],
+            options.client_cpu,
+            [
+                tools.py_spy,
+                "record",
+                "--pid",
+                str(target.server.pid),
+                "--duration",
+                str(seconds),
+                "--format",
+                options.profile_format,
+                "--output",
+                str(output),
+                *([] if options.profile_all_threads else ["--gil"]),
+            ],
+        ),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -647,48 +539,10 @@ def service_settings(mode: Mode, options: Options, workdir: Path) -> dict[str, s
     if mode == "embedded":
         settings["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     else:
-        settings["DATABASE_URL"] = service_database_url(options)
+        settings["DATABASE_URL"] = database_url(options.postgres, options.database)
         settings["REDIS_URL"] = options.redis_url
         settings["CACHE_NAMESPACE"] = options.database  # keys of their own, never flushed
     return settings | options.settings
-
-
-def service_database_url(options: Options) -> str:
-    parts = urlsplit(options.postgres)
-    return urlunsplit(("postgresql+asyncpg", parts.netloc, f"/{options.database}", "", ""))
-
-
-async def _postgres(dsn: str, *statements: str) -> None:
-    try:
-        import asyncpg  # noqa: PLC0415 -- only the scaleout mode needs it
-    except ImportError as exc:
-        raise BenchError("The scaleout mode needs asyncpg: pip install -e '.[postgres]'") from exc
-    connection = await asyncpg.connect(dsn, timeout=10)
-    try:
-        for statement in statements:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-@contextmanager
-def bench_database(options: Options) -> Iterator[None]:
-    """A fresh PostgreSQL database for the run, dropped afterwards whatever happens."""
-    name = f'"{options.database}"'  # checked against SAFE_DATABASE_NAME
-    drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    try:
-        asyncio.run(_postgres(options.postgres, drop, f"CREATE DATABASE {name}"))
-    except BenchError:
-        raise
-    except Exception as exc:  # refused, unknown role, no such database: all say the same
-        raise BenchError(f"PostgreSQL at {options.postgres} is not usable: {exc!r}") from exc
-    try:
-        yield
-    finally:
-        try:
-            asyncio.run(_postgres(options.postgres, drop))
-        except Exception as exc:  # must not hide what ended the run
-            say(f"Could not drop the database {options.database}: {exc!r}", "yellow")
 
 
 def migrate(tools: Tools, env: dict[str, str], workdir: Path) -> None:
@@ -714,7 +568,7 @@ def run_mode(mode: Mode, options: Options, tools: Tools) -> ModeResult:
             settings={k: v for k, v in settings.items() if k != "SECRET_KEY"},
         )
         if mode == "scaleout":
-            with bench_database(options):
+            with fresh_database(options.postgres, options.database):
                 _run_servers(result, settings, options, tools, workdir)
         else:
             _run_servers(result, settings, options, tools, workdir)
@@ -824,19 +678,15 @@ def note_trouble(result: ModeResult, target: Target, sample: Sample) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
 def summarize(result: ModeResult) -> dict[str, Any]:
     targets: dict[str, Any] = {}
     for name, samples in result.samples.items():
         targets[name] = {
-            "median_rps": _median([s.rps for s in samples]),
-            "median_p50_ms": _median([s.p50_ms for s in samples]),
-            "median_p99_ms": _median([s.p99_ms for s in samples]),
-            "median_server_cpu": _median([s.server_cpu for s in samples]),
-            "median_client_cpu": _median([s.client_cpu for s in samples]),
+            "median_rps": median([s.rps for s in samples]),
+            "median_p50_ms": median([s.p50_ms for s in samples]),
+            "median_p99_ms": median([s.p99_ms for s in samples]),
+            "median_server_cpu": median([s.server_cpu for s in samples]),
+            "median_client_cpu": median([s.client_cpu for s in samples]),
             "errors": sum(s.non_2xx + s.socket_errors for s in samples),
             "rounds": [asdict(s) for s in samples],
         }
@@ -844,12 +694,7 @@ def summarize(result: ModeResult) -> dict[str, Any]:
     return {
         "settings": result.settings,
         "targets": targets,
-        "ratio_service_over_bare": {
-            "per_round": ratios,
-            "median": _median(ratios),
-            "min": min(ratios, default=float("nan")),
-            "max": max(ratios, default=float("nan")),
-        },
+        "ratio_service_over_bare": {"per_round": ratios, **spread(ratios)},
         "loadavg_before": result.loadavg_before,
         "loadavg_after": result.loadavg_after,
         "warnings": result.warnings,
@@ -857,23 +702,9 @@ def summarize(result: ModeResult) -> dict[str, Any]:
     }
 
 
-def _rounded(value: Any) -> Any:
-    """Floats to 4 decimals, for a JSON file people read and paste."""
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_rounded(item) for item in value]
-    return value
-
-
 def print_table(mode: Mode, summary: dict[str, Any], rounds: int) -> None:
-    table = Table(title=f"{mode}: GET {ME_PATH} vs bare JWT check, median of {rounds} rounds")
-    for column in ("target", "req/s", "p50 ms", "p99 ms", "server CPU", "client CPU", "errors"):
-        table.add_column(column, justify="left" if column == "target" else "right")
-    for name, figures in summary["targets"].items():
-        table.add_row(
+    rows = [
+        (
             name,
             f"{figures['median_rps']:.1f}",
             f"{figures['median_p50_ms']:.2f}",
@@ -882,7 +713,15 @@ def print_table(mode: Mode, summary: dict[str, Any], rounds: int) -> None:
             f"{figures['median_client_cpu']:.0%}",
             str(figures["errors"]),
         )
-    out.print(table)
+        for name, figures in summary["targets"].items()
+    ]
+    out.print(
+        figures_table(
+            f"{mode}: GET {ME_PATH} vs bare JWT check, median of {rounds} rounds",
+            ("target", "req/s", "p50 ms", "p99 ms", "server CPU", "client CPU", "errors"),
+            rows,
+        )
+    )
     ratio = summary["ratio_service_over_bare"]
     out.print(
         f"ratio service/bare (req/s, per round): median {ratio['median']:.3f}, "
@@ -894,40 +733,10 @@ def print_table(mode: Mode, summary: dict[str, Any], rounds: int) -> None:
             out.print(f"  {warning}", markup=False, highlight=False)
 
 
-def git_state() -> dict[str, Any]:
-    """Which code was measured: the commit, and whether src/ had changes on top of it."""
-    git = shutil.which("git")
-    if git is None:
-        return {}
-    root = BENCH_DIR.parent
-
-    def ask(*args: str) -> str:
-        done = subprocess.run(  # noqa: S603 -- our own fixed command
-            [git, "-C", str(root), *args], capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {
-        "commit": ask("rev-parse", "HEAD") or None,
-        "src_changed": bool(ask("status", "--porcelain", "--", "src")),
-    }
-
-
 def metadata_of(options: Options, tools: Tools) -> dict[str, Any]:
-    versions = {}
-    for package in (
-        "promptstack",
-        "fastapi",
-        "uvicorn",
-        "sqlalchemy",
-        "pyjwt",
-        "uvloop",
-        "httptools",
-    ):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+    versions = package_versions(
+        ("promptstack", "fastapi", "uvicorn", "sqlalchemy", "pyjwt", "uvloop", "httptools")
+    )
     return {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -951,27 +760,22 @@ def metadata_of(options: Options, tools: Tools) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    # A plain `kill` of the runner unwinds like Ctrl-C, so its servers and database go too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report: dict[str, Any] = {"meta": {}, "modes": {}}
-    try:
+
+    def run_modes() -> None:
         tools = find_tools(options)
         report["meta"] = metadata_of(options, tools)
         for mode in options.modes:
             summary = summarize(run_mode(mode, options, tools))
             report["modes"][mode] = summary
             print_table(mode, summary, options.rounds)
-    except BenchError as exc:
-        console.print(str(exc), style="red", markup=False, highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        console.print("Interrupted; everything started has been stopped.")
-        return 130
+
+    try:
+        return exit_code(run_modes)
     finally:
         if options.json_path is not None and report["modes"]:
-            options.json_path.write_text(json.dumps(_rounded(report), indent=2) + "\n")
+            write_json(options.json_path, rounded(report))
             console.print(f"Results written to {options.json_path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def bootstrap(
     clock = clock or SystemClock()
     ids = ids or RandomIds()
     database = Database(settings)
-    cache, rate_limiter = _cache_and_limiter(settings)
+    cache, rate_limiter = _cache_and_limiter(settings, clock)
     users: CacheRegion[UserSnapshot] = cache.region(
         "users", UserSnapshot, settings.cache_user_ttl_seconds, immutable=True
     )
@@ -205,21 +205,24 @@ def bootstrap(
     )
 
 
-def _cache_and_limiter(settings: Settings) -> tuple[Cache, FailOpenLimiter]:
+def _cache_and_limiter(settings: Settings, clock: Clock) -> tuple[Cache, FailOpenLimiter]:
     """In-process parts by default; Redis-backed ones, sharing one breaker, when configured.
 
     One breaker per Redis server: when it stops answering, the cache and the limiter
     both stop waiting for it at once, and both notice when it is back.
     """
-    local = MemoryCache(settings.cache_local_max_entries)
+    durations = clock.monotonic
+    local = MemoryCache(settings.cache_local_max_entries, clock=durations)
     if settings.redis_url is None:
-        limiter: RateLimiter = MemoryRateLimiter()
-        return Cache(local=local, local_ttl=settings.cache_local_ttl_seconds), FailOpenLimiter(
-            limiter
-        )
+        limiter: RateLimiter = MemoryRateLimiter(clock=durations)
+        cache = Cache(local=local, local_ttl=settings.cache_local_ttl_seconds, clock=durations)
+        return cache, FailOpenLimiter(limiter, clock=durations)
     client = redis_client(settings.redis_url, settings.redis_timeout_seconds)
     breaker = CircuitBreaker(
-        "redis", failure_threshold=3, recovery_timeout=settings.redis_recovery_seconds
+        "redis",
+        failure_threshold=3,
+        recovery_timeout=settings.redis_recovery_seconds,
+        clock=durations,
     )
     cache = Cache(
         local=local,
@@ -228,8 +231,10 @@ def _cache_and_limiter(settings: Settings) -> tuple[Cache, FailOpenLimiter]:
         breaker=breaker,
         namespace=settings.cache_namespace,
         replay_interval=settings.redis_recovery_seconds,
+        clock=durations,
     )
-    return cache, FailOpenLimiter(RedisRateLimiter(client, settings.cache_namespace), breaker)
+    shared_limiter = RedisRateLimiter(client, settings.cache_namespace)
+    return cache, FailOpenLimiter(shared_limiter, breaker, clock=durations)
 
 
 def dead_letters(settings: Settings, consumer: str) -> DeadLetters:

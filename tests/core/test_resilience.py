@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
+from promptstack.bootstrap import bootstrap
+from promptstack.core.clock import FrozenClock
 from promptstack.core.errors import ServiceUnavailable
 from promptstack.core.resilience import (
     Backoff,
@@ -22,6 +26,7 @@ from promptstack.core.resilience import (
     Resilient,
     RetryPolicy,
 )
+from tests.conftest import make_settings
 
 TIMEOUT = 30.0
 
@@ -458,3 +463,35 @@ def test_backoff_refuses_delays_that_cannot_grow(base: float, cap: float) -> Non
 def test_a_backoff_delay_follows_a_failure() -> None:
     with pytest.raises(ValueError, match="failure"):
         Backoff(1.0).delay(0)
+
+
+def test_a_frozen_clock_moves_durations_on_when_advanced() -> None:
+    clock = FrozenClock()
+    before = clock.monotonic()
+    clock.advance(timedelta(minutes=10))
+    assert clock.monotonic() - before >= 600
+
+
+async def test_the_composition_root_times_the_redis_breaker_by_its_clock(tmp_path: Path) -> None:
+    """Durations come from the injected clock: moving it on ends an open breaker's wait."""
+    clock = FrozenClock()
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/x.db",
+        tmp_path,
+        redis_url="redis://127.0.0.1:9/0",  # nothing listens there
+        redis_recovery_seconds=300,
+    )
+    container = bootstrap(settings, clock=clock)
+    try:
+        breaker = container.cache.breaker
+        assert breaker is not None
+        for _ in range(3):
+            await container.cache.get("anything")
+        assert breaker.state is CircuitState.OPEN
+        assert breaker.snapshot().retry_after > 290
+
+        clock.advance(timedelta(seconds=301))
+
+        assert breaker.snapshot().retry_after == 0
+    finally:
+        await container.aclose()

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import time
 from datetime import timedelta
 
 from sqlalchemy.engine import make_url
@@ -210,7 +209,7 @@ class Relay:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
     async def _housekeeping(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         try:
             if now - self._metrics_at >= METRICS_INTERVAL_SECONDS:
                 self._metrics_at = now

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.redis_server import free_port
+from tests.fixtures.processes import ServiceProcess
 
 LINE_LIMIT = 4096  # MAX_REQUEST_HEADER_LINE_BYTES, each line with its CRLF
 HEAD_LIMIT = 12288  # MAX_REQUEST_HEAD_BYTES, the request line to the blank line that ends it
@@ -47,40 +44,19 @@ class Server:
 
 
 def _serve(tmp: Path, *options: str) -> Iterator[Server]:
-    port = free_port()
     env = {
-        "PATH": os.environ.get("PATH", ""),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'heads.db'}",
         "LOG_LEVEL": "WARNING",
         "MAX_REQUEST_HEADER_LINE_BYTES": str(LINE_LIMIT),
         "MAX_REQUEST_HEAD_BYTES": str(HEAD_LIMIT),
         "REQUEST_HEAD_TIMEOUT_SECONDS": str(HEAD_TIMEOUT),
     }
-    command = [str(Path(sys.executable).parent / "promptstack"), "serve", "--port", str(port)]
-    log = tmp / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603
-            [*command, *options], cwd=tmp, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
+    process = ServiceProcess(env, tmp, serve=options)
     try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            assert process.poll() is None, f"the server exited:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"the server never served:\n{log.read_text()}"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)  # polling for start-up, not an assertion
-        yield Server("127.0.0.1", port)
+        process.wait_ready()
+        yield Server("127.0.0.1", process.port)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=WAIT)
+        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,19 @@ from sqlalchemy.orm import Session
 from promptstack.accounts.models import Role, User, UserSnapshot
 from promptstack.core.errors import Conflict
 from promptstack.core.pagination import Page, PageRequest
-from promptstack.core.repository import Repository, changed_users, escape_like
+from promptstack.core.repository import Repository, escape_like
+
+_CHANGED_USERS = "changed_users"
+
+
+def changed_users(session: AsyncSession) -> set[uuid.UUID]:
+    """The users this transaction changed, whose cached snapshots go once it commits.
+
+    ORM changes to users are noted as they are flushed (`track_changed_users`); a bulk
+    statement that changes what a snapshot shows notes its user here itself.
+    """
+    users: set[uuid.UUID] = session.info.setdefault(_CHANGED_USERS, set())
+    return users
 
 
 class AccountTaken(Conflict):

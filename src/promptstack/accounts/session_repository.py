@@ -8,13 +8,14 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
 
+from promptstack.accounts.repository import changed_users
 from promptstack.accounts.session_models import (
     ActionToken,
     LoginFailure,
     RefreshToken,
     TokenPurpose,
 )
-from promptstack.core.repository import Repository, changed_users
+from promptstack.core.repository import Repository
 
 
 class RefreshTokenRepository(Repository[RefreshToken]):

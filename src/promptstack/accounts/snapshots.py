@@ -22,7 +22,7 @@ class UserSnapshots:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
-        region: CacheRegion[UserSnapshot] | None,
+        region: CacheRegion[UserSnapshot],
         clock: Clock,
         *,
         session_window: timedelta,
@@ -35,8 +35,6 @@ class UserSnapshots:
         self.session_window = session_window
 
     async def get(self, user_id: uuid.UUID) -> UserSnapshot | None:
-        if self.region is None:
-            return await self._load(user_id)
         return await self.region.get_or_load(str(user_id), lambda: self._load(user_id))
 
     async def _load(self, user_id: uuid.UUID) -> UserSnapshot | None:
@@ -49,13 +47,10 @@ class UserSnapshots:
         return user.model_copy(update={"ended_sessions": ended}) if ended else user
 
     def follow(self, uow: UnitOfWork) -> None:
-        if self.region is None:
-            return
-        region = self.region
         changed = track_changed_users(uow.session)
 
         async def forget() -> None:
             if changed:
-                await region.invalidate(*(str(user_id) for user_id in changed))
+                await self.region.invalidate(*(str(user_id) for user_id in changed))
 
         uow.after_commit(forget)

@@ -24,19 +24,6 @@ class RepositoryScope(Protocol):
     def repository(self, kind: type[R]) -> R: ...
 
 
-_CHANGED_USERS = "changed_users"
-
-
-def changed_users(session: AsyncSession) -> set[uuid.UUID]:
-    """The users this transaction changed, whose cached snapshots go once it commits.
-
-    ORM changes to users are noted as they are flushed (`track_changed_users`); a bulk
-    statement that changes what a snapshot shows notes its user here itself.
-    """
-    users: set[uuid.UUID] = session.info.setdefault(_CHANGED_USERS, set())
-    return users
-
-
 class SessionRepository:
     """A repository: named queries over the session of one unit of work.
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -26,11 +25,13 @@ from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from rich.console import Console
 from rich.table import Table
+
+from promptstack.core import provisioning
+from promptstack.core.provisioning import DATABASE_NAME
 
 BENCH_DIR = Path(__file__).resolve().parent
 # The service reads every setting from the environment; child processes get a clean one
@@ -38,7 +39,6 @@ BENCH_DIR = Path(__file__).resolve().parent
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV")
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
-SAFE_DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 console = Console(stderr=True)  # progress and trouble
 out = Console()  # results
@@ -197,48 +197,25 @@ class Server:
 
 
 def is_bench_database_name(name: str) -> bool:
-    """Safe to quote into SQL, and plainly a benchmark's: it will be dropped WITH (FORCE)."""
-    return bool(SAFE_DATABASE_NAME.fullmatch(name)) and "bench" in name
-
-
-def database_url(admin_dsn: str, name: str) -> str:
-    """The SQLAlchemy URL of database `name` on the server of `admin_dsn`, over asyncpg."""
-    parts = urlsplit(admin_dsn)
-    return urlunsplit(("postgresql+asyncpg", parts.netloc, f"/{name}", "", ""))
-
-
-async def _execute(dsn: str, *statements: str) -> None:
-    try:
-        import asyncpg  # noqa: PLC0415 -- only the runners that use PostgreSQL need it
-    except ImportError as exc:
-        raise BenchError("PostgreSQL needs asyncpg: pip install -e '.[postgres]'") from exc
-    connection = await asyncpg.connect(dsn, timeout=10)
-    try:
-        for statement in statements:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
+    """A plain name, and plainly a benchmark's: it will be dropped WITH (FORCE)."""
+    return bool(DATABASE_NAME.fullmatch(name)) and "bench" in name
 
 
 async def create_database(admin_dsn: str, name: str) -> str:
     """Database `name`, dropped first if it exists, through `admin_dsn`; its URL."""
-    quoted = f'"{name}"'
     try:
-        await _execute(
-            admin_dsn, f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)", f"CREATE DATABASE {quoted}"
-        )
-    except BenchError:
-        raise
+        return await provisioning.create_database(admin_dsn, name, replace=True)
+    except ImportError as exc:
+        raise BenchError("PostgreSQL needs asyncpg: pip install -e '.[postgres]'") from exc
     except Exception as exc:  # refused, unknown role, no such database: all say the same
         raise BenchError(f"PostgreSQL at {admin_dsn} is not usable: {exc!r}") from exc
-    return database_url(admin_dsn, name)
 
 
 async def drop_database(admin_dsn: str, name: str) -> None:
     """Drop database `name`; a failure is said, not raised, so as not to hide what ended
     the run."""
     try:
-        await _execute(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await provisioning.drop_database(admin_dsn, name)
     except Exception as exc:
         say(f"Could not drop the database {name}: {exc!r}", "yellow")
 

@@ -41,7 +41,6 @@ from harness import (
     clean_env,
     console,
     console_script,
-    database_url,
     exit_code,
     figures_table,
     find_taskset,
@@ -58,6 +57,8 @@ from harness import (
     spread,
     write_json,
 )
+
+from promptstack.core.provisioning import database_url
 
 MODES = ("embedded", "scaleout")
 Mode = Literal["embedded", "scaleout"]

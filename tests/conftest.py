@@ -18,17 +18,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import promptstack.tables  # noqa: F401
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.clock import FrozenClock
 from promptstack.core.database import Base
+from promptstack.core.provisioning import create_database, drop_database
 from promptstack.core.settings import Settings
 from promptstack.main import create_app
 from promptstack.migrations.runner import upgrade
@@ -54,25 +55,6 @@ def _worker_database_name() -> str:
     return f"promptstack_test_{run}_{re.sub(r'[^a-z0-9_]', '_', worker.lower())}"
 
 
-async def _create_postgres_database(name: str) -> str:
-    connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    return f"{base}/{name}"
-
-
-async def _drop_postgres_database(name: str) -> None:
-    """Drop this run's own database; FORCE ends what its tests left connected."""
-    connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 def unavailable(reason: str) -> None:
     """Skip a test that needs a server this machine lacks; under CI that is a failure."""
     if IN_CI:
@@ -84,14 +66,14 @@ def unavailable(reason: str) -> None:
 def postgres_url() -> Iterator[str]:
     name = _worker_database_name()
     try:
-        url = asyncio.run(_create_postgres_database(name))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        url = asyncio.run(create_database(POSTGRES_ADMIN_DSN, name))
+    except (OSError, TimeoutError, SQLAlchemyError) as exc:
         unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN}: {exc}")
     try:
         upgrade(Settings(database_url=url, _env_file=None))  # type: ignore[call-arg]
         yield url
     finally:
-        asyncio.run(_drop_postgres_database(name))
+        asyncio.run(drop_database(POSTGRES_ADMIN_DSN, name))
 
 
 @pytest.fixture(scope="session")

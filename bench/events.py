@@ -302,7 +302,7 @@ def _events_process(settings_args: dict[str, Any], ready: Any, stop: Any) -> Non
 
     async def serve() -> None:
         container = bootstrap(Settings(_env_file=None, **settings_args))  # type: ignore[call-arg]
-        container.consumers.on(EFFECT, BenchEvent, _handle)
+        container.events.consumers.on(EFFECT, BenchEvent, _handle)
         await container.start_events()
         ready.set()
         await asyncio.to_thread(stop.wait)
@@ -384,7 +384,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         stop.set()
         await asyncio.to_thread(events_process.join, 60)
-        consumers = [consumer.name for consumer in service.container.consumers] + [EFFECT]
+        consumers = [consumer.name for consumer in service.container.events.consumers] + [EFFECT]
         await service.container.aclose()
         await _delete_namespace(args.amqp_url, settings, consumers)
         await drop_database(args.postgres, args.database)

@@ -60,57 +60,91 @@ log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class AccountsServices:
+    """accounts/: the accounts, sign-in and sessions, recovery by email, and the tokens."""
+
+    service: AccountService
+    auth: AuthService
+    recovery: AccountRecovery
+    tokens: TokenCodec
+
+
+@dataclass(frozen=True, slots=True)
+class JobsServices:
+    """jobs/: the job API, the runner's lease protocol, the runner, and where jobs run."""
+
+    service: JobService
+    leases: JobLeases
+    runner: JobRunner
+    executor: Executor
+
+
+@dataclass(frozen=True, slots=True)
+class EventsServices:
+    """events/: the consumers, how they are delivered to, and the outbox's way out."""
+
+    consumers: Consumers
+    delivery: Delivery
+    publisher: Publisher
+    relay: Relay
+    broker_consumers: RabbitConsumers | None = None
+    # Readiness of the broker, when there is one.
+    broker_ping: Callable[[], Awaitable[None]] | None = None
+
+
+_GROUPS = (AccountsServices, JobsServices, EventsServices)
+
+
+@dataclass(frozen=True, slots=True)
 class Container:
+    """Everything `bootstrap` built: the shared floors, then one entry per domain (a
+    group where the domain has several services)."""
+
     settings: Settings
     clock: Clock
     database: Database
     cache: Cache
     rate_limiter: FailOpenLimiter
-    tokens: TokenCodec
-    auth: AuthService
-    recovery: AccountRecovery
-    accounts: AccountService
+    uow: UnitOfWorkFactory
+    accounts: AccountsServices
     audit_log: AuditLog
     features: FeatureFlags
-    jobs: JobService
-    job_leases: JobLeases
+    jobs: JobsServices
     exports: AccountExports
-    job_runner: JobRunner
-    executor: Executor
     notifications: NotificationService
-    events: EventAdmin
-    uow: UnitOfWorkFactory
-    consumers: Consumers
-    delivery: Delivery
-    publisher: Publisher
-    relay: Relay
-    broker_consumers: RabbitConsumers | None
-    # Readiness of the broker, when there is one.
-    broker_ping: Callable[[], Awaitable[None]] | None = None
+    event_admin: EventAdmin
+    events: EventsServices
 
     def services(self) -> dict[type, object]:
         """Everything built, by its type, for routes to ask for (`http.dependencies.provider`);
         the container itself too, for the operational endpoints that look at all of it."""
-        values = (getattr(self, field.name) for field in fields(self))
-        found: dict[type, object] = {type(value): value for value in values}
-        found[Container] = self
+        found: dict[type, object] = {Container: self}
+        pending: list[object] = [self]
+        while pending:
+            holder = pending.pop()
+            for item in fields(holder):  # type: ignore[arg-type]
+                value = getattr(holder, item.name)
+                if isinstance(value, _GROUPS):
+                    pending.append(value)
+                elif value is not None:
+                    found.setdefault(type(value), value)
         return found
 
     async def start_events(self) -> None:
         """Relay the outbox, and consume from the broker when there is one."""
-        if self.broker_consumers is not None:
-            await self.broker_consumers.start()
-        self.relay.start()
+        if self.events.broker_consumers is not None:
+            await self.events.broker_consumers.start()
+        self.events.relay.start()
 
     async def aclose(self) -> None:
         """Stop consuming, flush the outbox and let running jobs finish within the grace
         period, then close the connections and pools."""
         grace = self.settings.shutdown_grace_seconds
-        if self.broker_consumers is not None:
-            await self.broker_consumers.stop()
-        await self.relay.stop(grace)
-        await self.executor.stop(grace)
-        await self.publisher.aclose()
+        if self.events.broker_consumers is not None:
+            await self.events.broker_consumers.stop()
+        await self.events.relay.stop(grace)
+        await self.jobs.executor.stop(grace)
+        await self.events.publisher.aclose()
         await self.cache.aclose()
         await self.database.dispose()
 
@@ -182,26 +216,27 @@ def bootstrap(
         database=database,
         cache=cache,
         rate_limiter=rate_limiter,
-        tokens=tokens,
-        auth=auth,
-        recovery=recovery,
-        accounts=AccountService(uow, hasher, auditor, clock, ids),
+        uow=uow,
+        accounts=AccountsServices(
+            service=AccountService(uow, hasher, auditor, clock, ids),
+            auth=auth,
+            recovery=recovery,
+            tokens=tokens,
+        ),
         audit_log=AuditLog(uow),
         features=FeatureFlags(settings),
-        jobs=jobs,
-        job_leases=job_leases,
+        jobs=JobsServices(service=jobs, leases=job_leases, runner=job_runner, executor=executor),
         exports=AccountExports(uow, jobs, auditor),
-        job_runner=job_runner,
-        executor=executor,
         notifications=notifications,
-        events=EventAdmin(uow, auditor),
-        uow=uow,
-        consumers=consumers,
-        delivery=delivery,
-        publisher=publisher,
-        relay=relay,
-        broker_consumers=broker_consumers,
-        broker_ping=broker_ping,
+        event_admin=EventAdmin(uow, auditor),
+        events=EventsServices(
+            consumers=consumers,
+            delivery=delivery,
+            publisher=publisher,
+            relay=relay,
+            broker_consumers=broker_consumers,
+            broker_ping=broker_ping,
+        ),
     )
 
 

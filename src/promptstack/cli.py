@@ -126,7 +126,7 @@ async def _relay(settings: Settings) -> None:
         loop.add_signal_handler(signum, stopping.set)
     try:
         # Without Celery, jobs dispatched by this process's consumers run here too.
-        await container.executor.start()
+        await container.jobs.executor.start()
         await container.start_events()
         await stopping.wait()
     finally:
@@ -177,7 +177,7 @@ async def _dead_letters(
 ) -> None:
     container = bootstrap(settings)
     try:
-        known = sorted(c.name for c in container.consumers)
+        known = sorted(c.name for c in container.events.consumers)
         if consumer not in known:
             console.print(
                 f"[red]Unknown consumer {escape(consumer)!r}; one of: {', '.join(known)}[/red]"
@@ -235,7 +235,7 @@ async def _create_admin(
 ) -> str:
     container = bootstrap(settings)
     try:
-        user = await container.accounts.register(
+        user = await container.accounts.service.register(
             NewAccount(email=email, username=username, password=password), role=role
         )
         return f"{user.username} <{user.email}>"

@@ -79,8 +79,8 @@ async def _run_checks(container: Container) -> dict[str, Check]:
     }
     if container.cache.status != "local":
         probes["cache"] = (False, container.cache.ping)
-    if container.broker_ping is not None:
-        probes["broker"] = (False, container.broker_ping)
+    if container.events.broker_ping is not None:
+        probes["broker"] = (False, container.events.broker_ping)
     results = await asyncio.gather(*(_probe(fn) for _, fn in probes.values()))
     checks = {
         name: Check(status="down" if error else "up", required=required, error=error)
@@ -142,7 +142,9 @@ async def _observe_tables(container: Container) -> None:
     process sees the same tables."""
     with contextlib.suppress(Exception):
         await asyncio.wait_for(
-            asyncio.gather(container.relay.refresh_metrics(), container.jobs.observe()),
+            asyncio.gather(
+                container.events.relay.refresh_metrics(), container.jobs.service.observe()
+            ),
             CHECK_TIMEOUT_SECONDS,
         )
 

@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         log.info("startup", environment=settings.environment, version=__version__)
         container.cache.start()
         # Resumes unfinished jobs when they run in this process (a no-op with Celery).
-        await container.executor.start()
+        await container.jobs.executor.start()
         if settings.relays_in_process:
             await container.start_events()
         yield
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             auth=Quota(settings.auth_rate_limit_per_minute, settings.auth_rate_limit_per_minute),
             auth_paths=frozenset(API_V1 + path for path in AUTH_PATHS),
             exempt_paths=UNLIMITED_PATHS,
-            tokens=container.tokens,
+            tokens=container.accounts.tokens,
             trusted_proxies=settings.trusted_proxy_networks,
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)

@@ -1,119 +1,42 @@
-"""Bad input at every endpoint: a 4xx problem document, never a 500, and nothing written.
+"""Bad input at the accounts endpoints: a 4xx problem document, never a 500, and nothing
+written.
 
-Each JSON endpoint is described once (`Endpoint`) with a body it would accept; the tests
-then spoil one part of that body at a time. Every refusal is checked against a snapshot
-of what an observing super admin sees (all accounts, the audit log, the outbox) and
-against the caller's session, which must still work.
+The shared families (`tests.fixtures.bad_input`) run over the endpoints listed here; the
+tests below them are the accounts' own rules: registration, login forms, profiles,
+passwords and one-time tokens.
 """
 
 from __future__ import annotations
 
-import base64
 import itertools
-import mailbox
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-import httpx
 import pytest
 
-from promptstack.accounts.models import Role
-from tests.fixtures.bad_input import MALFORMED_BODIES, NOT_UUIDS, encode, label
+from tests.fixtures.bad_input import (
+    MEGABYTE,
+    Authorization,
+    Endpoint,
+    JsonBodies,
+    Listing,
+    Listings,
+    PathIds,
+    Scene,
+    encode,
+    label,
+)
 from tests.fixtures.support import PASSWORD, Account, Api, assert_problem
 
 V1 = "/api/v1"
-JSON = {"content-type": "application/json"}
 NEW_PASSWORD = "a brand new passphrase"
 WELL_FORMED_TOKEN = "x" * 43  # shaped like an emailed token, but never issued
-# Huge for any field, yet inside the 1 MiB body limit (beyond it the answer is a 413).
-MEGABYTE = "x" * (512 * 1024)
-NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
-Caller = Literal["anonymous", "user", "admin"]
 _members = itertools.count(1)
-
-
-# --- the world a request is sent into, and proof that it did not change ------------------
-
-
-@dataclass
-class Scene:
-    api: Api
-    observer: Account  # a super admin who looks at everything before and after
-    caller: Account  # who sends the request (its token is left out for anonymous calls)
-    target: Account  # another user: the subject of administrators' calls
-    before: dict[str, Any] = field(default_factory=dict)
-
-    async def snapshot(self) -> dict[str, Any]:
-        headers = self.observer.headers
-        users = await self.api.client.get(f"{V1}/users?limit=100", headers=headers)
-        audit = await self.api.client.get(f"{V1}/admin/audit-log?limit=100", headers=headers)
-        assert users.status_code == audit.status_code == 200
-        return {"users": users.json(), "audit": audit.json(), "mails": await mail_count(self.api)}
-
-    async def assert_untouched(self) -> None:
-        """No account, audit entry or email appeared or changed, and no session ended."""
-        assert await self.snapshot() == self.before
-        me = await self.api.client.get(f"{V1}/users/me", headers=self.caller.headers)
-        assert me.status_code == 200, me.text
-        refreshed = await self.api.client.post(
-            f"{V1}/auth/refresh", json={"refresh_token": self.caller.refresh_token}
-        )
-        assert refreshed.status_code == 200, refreshed.text
-
-
-async def mail_count(api: Api) -> int:
-    await api.container.relay.drain()
-    path = api.settings.maildir_path
-    return len(mailbox.Maildir(path, create=False)) if path.exists() else 0
 
 
 async def member(api: Api) -> Account:
     """A logged-in user whose username is long enough to be tried as a password."""
     return await api.user(username=f"member-{next(_members):04d}")
-
-
-async def scene_for(api: Api, caller: Caller) -> Scene:
-    observer = await api.admin(Role.SUPER_ADMIN)
-    acting = await api.admin() if caller == "admin" else await member(api)
-    scene = Scene(api, observer, acting, await member(api))
-    scene.before = await scene.snapshot()
-    return scene
-
-
-# --- the JSON endpoints, each with a body it accepts ------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    method: str
-    path: str  # may name {target}, the scene's other user
-    caller: Caller
-    valid_body: Callable[[Scene], dict[str, Any]]
-    required: tuple[str, ...] = ()  # fields that may not be left out
-    text: tuple[str, ...] = ()  # free or structured text, where control characters are refused
-    secrets: tuple[str, ...] = ()  # passwords: any character but NUL and lone surrogates
-    nullable: tuple[str, ...] = ()  # fields where null is a meaningful value
-    choices: tuple[str, ...] = ()  # fields that take one of a few values
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def strings(self) -> tuple[str, ...]:
-        return self.text + self.secrets
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return self.strings + self.choices
-
-    def url(self, scene: Scene) -> str:
-        return V1 + self.path.format(target=scene.target.id)
-
-    def headers(self, scene: Scene) -> dict[str, str]:
-        return {} if self.caller == "anonymous" else scene.caller.headers
 
 
 REGISTER = Endpoint(
@@ -182,6 +105,7 @@ VERIFY_REQUEST = Endpoint(
     required=("email",),
     text=("email",),
 )
+READ_ME = Endpoint("read-me", "GET", "/users/me", "user")
 UPDATE_ME = Endpoint(
     "update-me",
     "PATCH",
@@ -191,6 +115,7 @@ UPDATE_ME = Endpoint(
     text=("email", "username", "full_name", "preferred_provider"),
     nullable=("full_name", "preferred_provider"),
 )
+DELETE_ME = Endpoint("delete-me", "DELETE", "/users/me", "user")
 CHANGE_PASSWORD = Endpoint(
     "change-password",
     "POST",
@@ -200,193 +125,74 @@ CHANGE_PASSWORD = Endpoint(
     required=("current_password", "new_password"),
     secrets=("current_password", "new_password"),
 )
+LIST_USERS = Endpoint("list-users", "GET", "/users", "admin")
+READ_USER = Endpoint("read-user", "GET", "/users/{user_id}", "admin")
 ADMINISTER = Endpoint(
     "administer-user",
     "PATCH",
-    "/users/{target}",
+    "/users/{user_id}",
     "admin",
     lambda s: {"tier": "premium"},
     choices=("role", "is_active", "tier"),
 )
 
-JSON_ENDPOINTS = [
-    REGISTER,
-    REFRESH,
-    LOGOUT,
-    RESET_REQUEST,
-    RESET_CONFIRM,
-    VERIFY,
-    VERIFY_REQUEST,
-    UPDATE_ME,
-    CHANGE_PASSWORD,
-    ADMINISTER,
-]
 
-
-async def send(scene: Scene, endpoint: Endpoint, content: bytes) -> httpx.Response:
-    headers = {**JSON, **endpoint.headers(scene)}
-    return await scene.api.client.request(
-        endpoint.method, endpoint.url(scene), content=content, headers=headers
+class TestAccountsBadInput(JsonBodies, PathIds, Listings, Authorization):
+    endpoints = (
+        REGISTER,
+        REFRESH,
+        LOGOUT,
+        RESET_REQUEST,
+        RESET_CONFIRM,
+        VERIFY,
+        VERIFY_REQUEST,
+        READ_ME,
+        UPDATE_ME,
+        DELETE_ME,
+        CHANGE_PASSWORD,
+        LIST_USERS,
+        READ_USER,
+        ADMINISTER,
+    )
+    listings = (
+        Listing(
+            "/users",
+            "admin",
+            (
+                {"q": "x" * 101},
+                {"q": "x" * 60_000},
+                {"q": "a\x00b"},
+                {"q": "a\x1bb"},
+                {"role": "root"},
+                {"role": "ADMIN"},
+                {"role": ""},
+            ),
+        ),
     )
 
+    async def user(self, api: Api) -> Account:
+        return await member(api)
 
-def cases(build: Callable[[Endpoint], list[tuple[str, Any]]]) -> list[Any]:
-    """(endpoint, field, value) for every JSON endpoint, as `build` spoils its fields."""
-    return [
-        pytest.param(endpoint, name, value, id=f"{endpoint}-{name}-{label(value)}")
-        for endpoint in JSON_ENDPOINTS
-        for name, value in build(endpoint)
-    ]
+    async def prepare(self, scene: Scene) -> None:
+        scene.names["user_id"] = scene.target.id
 
 
-# --- bodies that are not JSON objects at all ---------------------------------------------
-
-
-@pytest.mark.input_only
-@pytest.mark.parametrize("endpoint", JSON_ENDPOINTS, ids=str)
-@pytest.mark.parametrize(("content", "status"), MALFORMED_BODIES)
-async def test_a_body_that_is_not_a_json_object_is_refused(
-    api: Api, endpoint: Endpoint, content: bytes, status: int
-) -> None:
-    scene = await scene_for(api, endpoint.caller)
-
-    response = await send(scene, endpoint, content)
-
-    assert_problem(response, status)
-    await scene.assert_untouched()
-
-
-@pytest.mark.input_only
-@pytest.mark.parametrize("endpoint", JSON_ENDPOINTS, ids=str)
-async def test_json_sent_as_plain_text_is_refused(api: Api, endpoint: Endpoint) -> None:
-    scene = await scene_for(api, endpoint.caller)
-    headers = {**endpoint.headers(scene), "content-type": "text/plain"}
-
-    response = await api.client.request(
-        endpoint.method,
-        endpoint.url(scene),
-        content=encode(endpoint.valid_body(scene)),
-        headers=headers,
-    )
-
-    assert_problem(response, 422, "validation_error")
-    await scene.assert_untouched()
-
-
-# --- one field spoiled at a time ---------------------------------------------------------
-
-WRONG_TYPES = [12345, True, ["text"], {"text": "text"}]
-
-
-def wrong_types(endpoint: Endpoint) -> list[tuple[str, Any]]:
-    return [(name, value) for name in endpoint.strings for value in WRONG_TYPES]
-
-
-def nulls(endpoint: Endpoint) -> list[tuple[str, Any]]:
-    return [(name, None) for name in endpoint.strings if name not in endpoint.nullable]
-
-
-def bad_text(endpoint: Endpoint) -> list[tuple[str, Any]]:
-    everywhere = [MEGABYTE, "with\x00nul", "lone\ud800surrogate"]
-    not_in_secrets = ["bell\x07", "escape\x1b[31m", "delete\x7f"]
-    return [(name, value) for name in endpoint.strings for value in everywhere] + [
-        (name, value) for name in endpoint.text for value in not_in_secrets
-    ]
-
-
-@pytest.mark.input_only
-@pytest.mark.parametrize(("endpoint", "name", "value"), cases(wrong_types) + cases(nulls))
-async def test_a_field_of_the_wrong_type_is_refused(
-    api: Api, endpoint: Endpoint, name: str, value: Any
-) -> None:
-    scene = await scene_for(api, endpoint.caller)
-    body = {**endpoint.valid_body(scene), name: value}
-
-    response = await send(scene, endpoint, encode(body))
-
-    problem = assert_problem(response, 422, "validation_error")
-    assert name in problem["detail"]
-    await scene.assert_untouched()
-
-
-@pytest.mark.parametrize(("endpoint", "name", "value"), cases(bad_text))
-async def test_text_that_no_column_should_hold_is_refused(
-    api: Api, endpoint: Endpoint, name: str, value: str
-) -> None:
-    scene = await scene_for(api, endpoint.caller)
-    body = {**endpoint.valid_body(scene), name: value}
-
-    response = await send(scene, endpoint, encode(body))
-
-    assert_problem(response, 422, "validation_error")
-    await scene.assert_untouched()
-
-
-@pytest.mark.input_only
-@pytest.mark.parametrize(
-    ("endpoint", "name"),
-    [
-        pytest.param(endpoint, name, id=f"{endpoint}-{name}")
-        for endpoint in JSON_ENDPOINTS
-        for name in endpoint.required
-    ],
-)
-async def test_a_missing_field_is_refused(api: Api, endpoint: Endpoint, name: str) -> None:
-    scene = await scene_for(api, endpoint.caller)
-    body = {key: v for key, v in endpoint.valid_body(scene).items() if key != name}
-
-    response = await send(scene, endpoint, encode(body))
-
-    problem = assert_problem(response, 422, "validation_error")
-    assert {"loc": ["body", name], "msg": "Field required", "type": "missing"} in problem["errors"]
-    await scene.assert_untouched()
-
-
-EXTRAS = [
-    {"role": "super_admin"},
-    {"is_verified": True},
-    {"credits": 1_000_000},
-    {"password_hash": "!"},
-    {"\u202eesrever": "right-to-left override in a name"},
-]
-
-
-@pytest.mark.input_only
-@pytest.mark.parametrize(
-    ("endpoint", "extra"),
-    [
-        pytest.param(endpoint, extra, id=f"{endpoint}-{label(next(iter(extra)))}")
-        for endpoint in JSON_ENDPOINTS
-        for extra in EXTRAS
-        if not extra.keys() & set(endpoint.fields)
-    ],
-)
-async def test_an_unknown_field_is_refused(
-    api: Api, endpoint: Endpoint, extra: dict[str, Any]
-) -> None:
-    scene = await scene_for(api, endpoint.caller)
-    body = {**endpoint.valid_body(scene), **extra}
-
-    response = await send(scene, endpoint, encode(body))
-
-    problem = assert_problem(response, 422, "validation_error")
-    assert [error["type"] for error in problem["errors"]] == ["extra_forbidden"]
-    await scene.assert_untouched()
+SUITE = TestAccountsBadInput()
 
 
 async def test_a_lone_surrogate_in_a_field_name_is_refused(api: Api) -> None:
-    scene = await scene_for(api, "user")
+    scene = await SUITE.scene(api, "user")
 
-    response = await send(scene, UPDATE_ME, b'{"\\ud800": "x", "full_name": "Name"}')
+    response = await UPDATE_ME.send(scene, b'{"\\ud800": "x", "full_name": "Name"}')
 
     assert_problem(response, 422, "validation_error")
     await scene.assert_untouched()
 
 
 async def test_a_raw_surrogate_escape_in_full_name_is_refused(api: Api) -> None:
-    scene = await scene_for(api, "user")
+    scene = await SUITE.scene(api, "user")
 
-    response = await send(scene, UPDATE_ME, b'{"full_name": "\\ud800"}')
+    response = await UPDATE_ME.send(scene, b'{"full_name": "\\ud800"}')
 
     assert_problem(response, 422, "validation_error")
     await scene.assert_untouched()
@@ -440,10 +246,10 @@ REGISTRATION_PROBLEMS = [
 async def test_registration_refuses_invalid_values_and_creates_no_account(
     api: Api, name: str, value: str
 ) -> None:
-    scene = await scene_for(api, "anonymous")
+    scene = await SUITE.scene(api, "anonymous")
     body = {**REGISTER.valid_body(scene), "full_name": "New Comer", name: value}
 
-    response = await send(scene, REGISTER, encode(body))
+    response = await REGISTER.send(scene, encode(body))
 
     assert_problem(response, 422, "validation_error")
     await scene.assert_untouched()
@@ -595,7 +401,7 @@ PROFILE_PROBLEMS = [
 async def test_a_refused_profile_change_changes_nothing(
     api: Api, changes: dict[str, Any], status: int
 ) -> None:
-    scene = await scene_for(api, "user")
+    scene = await SUITE.scene(api, "user")
     other = scene.target
     body = {
         key: value.format(taken=other.username, taken_email=other.email.upper())
@@ -604,7 +410,7 @@ async def test_a_refused_profile_change_changes_nothing(
         for key, value in changes.items()
     }
 
-    response = await send(scene, UPDATE_ME, encode(body))
+    response = await UPDATE_ME.send(scene, encode(body))
 
     assert_problem(response, status)
     await scene.assert_untouched()
@@ -652,11 +458,11 @@ PASSWORD_CHANGE_PROBLEMS = [
 async def test_a_refused_password_change_keeps_password_and_sessions(
     api: Api, current: str, new: str, status: int
 ) -> None:
-    scene = await scene_for(api, "user")
+    scene = await SUITE.scene(api, "user")
     new = new.format(username=scene.caller.username, email=scene.caller.email)
     body = {"current_password": current, "new_password": new}
 
-    response = await send(scene, CHANGE_PASSWORD, encode(body))
+    response = await CHANGE_PASSWORD.send(scene, encode(body))
 
     assert_problem(response, status)
     await scene.assert_untouched()
@@ -701,9 +507,9 @@ async def test_a_reset_refused_for_its_password_leaves_the_token_usable(
 async def test_an_unknown_one_time_token_is_refused(
     api: Api, endpoint: Endpoint, body: dict[str, str]
 ) -> None:
-    scene = await scene_for(api, "anonymous")
+    scene = await SUITE.scene(api, "anonymous")
 
-    response = await send(scene, endpoint, encode(body))
+    response = await endpoint.send(scene, encode(body))
 
     assert_problem(response, 400, "invalid_token")
     await scene.assert_untouched()
@@ -713,10 +519,10 @@ async def test_an_unknown_one_time_token_is_refused(
 async def test_a_one_time_token_longer_than_any_issued_is_refused(
     api: Api, endpoint: Endpoint
 ) -> None:
-    scene = await scene_for(api, "anonymous")
+    scene = await SUITE.scene(api, "anonymous")
     body = {**endpoint.valid_body(scene), "token": "x" * 4097}
 
-    response = await send(scene, endpoint, encode(body))
+    response = await endpoint.send(scene, encode(body))
 
     assert_problem(response, 422, "validation_error")
     await scene.assert_untouched()
@@ -729,9 +535,9 @@ async def test_a_one_time_token_longer_than_any_issued_is_refused(
 async def test_a_mail_request_for_an_invalid_address_is_refused(
     api: Api, endpoint: Endpoint, email: str
 ) -> None:
-    scene = await scene_for(api, "anonymous")
+    scene = await SUITE.scene(api, "anonymous")
 
-    response = await send(scene, endpoint, encode({"email": email}))
+    response = await endpoint.send(scene, encode({"email": email}))
 
     assert_problem(response, 422, "validation_error")
     await scene.assert_untouched()
@@ -769,136 +575,16 @@ ADMIN_FIELD_VALUES = [
 async def test_an_administrator_change_with_a_bad_value_changes_nothing(
     api: Api, name: str, value: Any
 ) -> None:
-    scene = await scene_for(api, "admin")
+    scene = await SUITE.scene(api, "admin")
     body = {**ADMINISTER.valid_body(scene), "is_active": False, name: value}
 
-    response = await send(scene, ADMINISTER, encode(body))
+    response = await ADMINISTER.send(scene, encode(body))
 
     assert_problem(response, 422, "validation_error")
     await scene.assert_untouched()
 
 
-@pytest.mark.input_only
-@pytest.mark.parametrize("user_id", NOT_UUIDS)
-@pytest.mark.parametrize("method", ["GET", "PATCH"])
-async def test_a_user_id_that_is_not_a_uuid_is_refused(api: Api, method: str, user_id: str) -> None:
-    scene = await scene_for(api, "admin")
-    body = encode({"tier": "premium"}) if method == "PATCH" else None
-
-    response = await api.client.request(
-        method, f"{V1}/users/{user_id}", content=body, headers={**JSON, **scene.caller.headers}
-    )
-
-    problem = assert_problem(response, 422, "validation_error")
-    assert problem["errors"][0]["loc"] == ["path", "user_id"]
-    await scene.assert_untouched()
-
-
-@pytest.mark.parametrize("method", ["GET", "PATCH"])
-async def test_a_user_id_that_names_nobody_is_not_found(api: Api, method: str) -> None:
-    scene = await scene_for(api, "admin")
-    body = encode({"tier": "premium"}) if method == "PATCH" else None
-
-    response = await api.client.request(
-        method, f"{V1}/users/{NIL_UUID}", content=body, headers={**JSON, **scene.caller.headers}
-    )
-
-    assert_problem(response, 404, "not_found")
-    await scene.assert_untouched()
-
-
-# --- lists: ?limit=, ?cursor= and filters ------------------------------------------------
-
-
-def b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-AT = "2026-01-01T00:00:00+00:00"
-PAGINATION_PROBLEMS = [
-    pytest.param({"limit": 0}, id="limit-0"),
-    pytest.param({"limit": 101}, id="limit-101"),
-    pytest.param({"limit": -1}, id="limit-negative"),
-    pytest.param({"limit": 10**20}, id="limit-huge"),
-    pytest.param({"limit": "ten"}, id="limit-word"),
-    pytest.param({"limit": "1.5"}, id="limit-fraction"),
-    pytest.param({"limit": "1e3"}, id="limit-exponent"),
-    pytest.param({"limit": ""}, id="limit-empty"),
-    pytest.param({"cursor": "!!!not base64!!!"}, id="cursor-not-base64"),
-    pytest.param({"cursor": "é"}, id="cursor-non-ascii"),
-    pytest.param({"cursor": b64(bytes(range(48)))}, id="cursor-random-bytes"),
-    pytest.param({"cursor": b64(b"not json")}, id="cursor-not-json"),
-    pytest.param({"cursor": b64(b"\xff\xfe")}, id="cursor-invalid-utf8"),
-    pytest.param({"cursor": b64(b'{"a": 1}')}, id="cursor-object"),
-    pytest.param({"cursor": b64(b"null")}, id="cursor-null"),
-    pytest.param({"cursor": b64(b'"ab"')}, id="cursor-string"),
-    pytest.param({"cursor": b64(b"[1, 2]")}, id="cursor-numbers"),
-    pytest.param({"cursor": b64(b"[{}, {}]")}, id="cursor-objects"),
-    pytest.param({"cursor": b64(f'["{AT}"]'.encode())}, id="cursor-one-part"),
-    pytest.param({"cursor": b64(f'["{AT}", "{NIL_UUID}", 1]'.encode())}, id="cursor-three"),
-    pytest.param({"cursor": b64(f'["{AT}", 5]'.encode())}, id="cursor-id-number"),
-    pytest.param({"cursor": b64(f'["{AT}", ["x"]]'.encode())}, id="cursor-id-list"),
-    pytest.param({"cursor": b64(f'["{AT}", "not-a-uuid"]'.encode())}, id="cursor-id-word"),
-    pytest.param({"cursor": b64(f'[5, "{NIL_UUID}"]'.encode())}, id="cursor-at-number"),
-    pytest.param({"cursor": b64(f'["yesterday", "{NIL_UUID}"]'.encode())}, id="cursor-at-word"),
-    pytest.param(
-        {"cursor": b64(f'["2026-01-01T00:00:00", "{NIL_UUID}"]'.encode())}, id="cursor-naive"
-    ),
-    pytest.param(
-        {"cursor": b64(f'["0001-01-01T00:00:00+01:00", "{NIL_UUID}"]'.encode())},
-        id="cursor-before-year-1-in-utc",
-    ),
-    pytest.param(
-        {"cursor": b64(f'["9999-12-31T23:59:59-01:00", "{NIL_UUID}"]'.encode())},
-        id="cursor-after-year-9999-in-utc",
-    ),
-    pytest.param({"cursor": "A" * 513}, id="cursor-too-long"),
-]
-
-
-@pytest.mark.input_only
-@pytest.mark.parametrize("path", ["/users", "/admin/audit-log"])
-@pytest.mark.parametrize("params", PAGINATION_PROBLEMS)
-async def test_a_list_refuses_a_bad_limit_or_cursor(
-    api: Api, path: str, params: dict[str, Any]
-) -> None:
-    admin = await api.admin()
-
-    response = await api.client.get(V1 + path, params=params, headers=admin.headers)
-
-    problem = assert_problem(response, 422, "validation_error")
-    assert next(iter(params)) in problem["detail"]
-
-
-FILTER_PROBLEMS = [
-    pytest.param("/users", {"q": "x" * 101}, id="users-q-101-chars"),
-    pytest.param("/users", {"q": "x" * 60_000}, id="users-q-60k-chars"),
-    pytest.param("/users", {"q": "a\x00b"}, id="users-q-nul"),
-    pytest.param("/users", {"q": "a\x1bb"}, id="users-q-escape"),
-    pytest.param("/users", {"role": "root"}, id="users-role-unknown"),
-    pytest.param("/users", {"role": "ADMIN"}, id="users-role-upper-case"),
-    pytest.param("/users", {"role": ""}, id="users-role-empty"),
-    pytest.param("/admin/audit-log", {"action": "User.Login"}, id="audit-action-upper"),
-    pytest.param("/admin/audit-log", {"action": "a" * 65}, id="audit-action-long"),
-    pytest.param("/admin/audit-log", {"action": "a%"}, id="audit-action-wildcard"),
-    pytest.param("/admin/audit-log", {"action": "a\x00"}, id="audit-action-nul"),
-    pytest.param("/admin/audit-log", {"action": "user.😀"}, id="audit-action-emoji"),
-    pytest.param("/admin/audit-log", {"actor_id": "nobody"}, id="audit-actor-word"),
-    pytest.param("/admin/audit-log", {"actor_id": "x" * 10_000}, id="audit-actor-10k"),
-    pytest.param("/admin/audit-log", {"subject_id": "123"}, id="audit-subject-number"),
-    pytest.param("/admin/audit-log", {"subject_id": "%00"}, id="audit-subject-nul"),
-]
-
-
-@pytest.mark.input_only
-@pytest.mark.parametrize(("path", "params"), FILTER_PROBLEMS)
-async def test_a_list_refuses_a_bad_filter(api: Api, path: str, params: dict[str, str]) -> None:
-    admin = await api.admin()
-
-    response = await api.client.get(V1 + path, params=params, headers=admin.headers)
-
-    problem = assert_problem(response, 422, "validation_error")
-    assert problem["errors"][0]["loc"] == ["query", next(iter(params))]
+# --- lists ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -919,14 +605,3 @@ async def test_a_search_for_unicode_text_finds_it(api: Api, text: str) -> None:
 
     assert response.status_code == 200, response.text
     assert [user["id"] for user in response.json()["items"]] == [wanted.id]
-
-
-async def test_unknown_query_parameters_are_ignored(api: Api) -> None:
-    admin = await api.admin()
-
-    response = await api.client.get(
-        f"{V1}/users?" + "&".join(f"junk{n}=1" for n in range(2000)), headers=admin.headers
-    )
-
-    assert response.status_code == 200, response.text
-    assert [user["id"] for user in response.json()["items"]] == [admin.id]

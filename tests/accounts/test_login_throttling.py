@@ -88,7 +88,7 @@ class CountingVerifications:
 
     def __init__(self, container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
         self.passwords: list[str] = []
-        hasher = container.auth.hasher
+        hasher = container.accounts.auth.hasher
         verify, decoy = hasher.verify, hasher.verify_decoy
 
         async def counted_verify(password: str, hashed: str) -> tuple[bool, str | None]:
@@ -179,10 +179,10 @@ async def test_a_guess_left_pending_by_a_crash_still_counts(
     async def crash(password: str, hashed: str) -> tuple[bool, str | None]:
         raise RuntimeError("the process died here")
 
-    monkeypatch.setattr(container.auth.hasher, "verify", crash)
+    monkeypatch.setattr(container.accounts.auth.hasher, "verify", crash)
     for _ in range(3):
         with pytest.raises(RuntimeError):
-            await container.auth.login(account.username, "wrong password!", "198.51.100.1")
+            await container.accounts.auth.login(account.username, "wrong password!", "198.51.100.1")
     monkeypatch.undo()
 
     locked = await api.client.post(

@@ -23,7 +23,7 @@ async def _stored_hash(container: Container, name: str) -> str:
 async def test_login_upgrades_a_hash_made_with_old_parameters(
     container: Container, database_url: str, tmp_path: Path
 ) -> None:
-    await container.accounts.register(
+    await container.accounts.service.register(
         NewAccount(email="old@example.com", username="oldhash", password=PASSWORD)
     )
     before = await _stored_hash(container, "oldhash")
@@ -31,11 +31,11 @@ async def test_login_upgrades_a_hash_made_with_old_parameters(
 
     stronger = bootstrap(make_settings(database_url, tmp_path, password_hash_time_cost=2))
     try:
-        await stronger.auth.login("oldhash", PASSWORD, "192.0.2.1")
+        await stronger.accounts.auth.login("oldhash", PASSWORD, "192.0.2.1")
         after = await _stored_hash(stronger, "oldhash")
         assert after.startswith("$argon2id$")
         assert "t=2" in after
         # The upgraded hash still verifies, with the new parameters.
-        await stronger.auth.login("oldhash", PASSWORD, "192.0.2.1")
+        await stronger.accounts.auth.login("oldhash", PASSWORD, "192.0.2.1")
     finally:
         await stronger.aclose()

@@ -14,21 +14,23 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 
 from promptstack.accounts.models import Role
 from promptstack.core.clock import FrozenClock
-from tests.fixtures.bad_input import OTHER_KEY, b64url, claims_of
+from tests.fixtures.bad_input import (
+    ACCESS_FORGERIES,
+    FORGERIES,
+    Forgery,
+    assert_unauthorized,
+    b64url,
+    claims_of,
+    resigned,
+)
 from tests.fixtures.support import PASSWORD, Account, Api, assert_problem
 
 V1 = "/api/v1"
 NEW_PASSWORD = "a brand new passphrase"
-
-
-def assert_unauthorized(response: httpx.Response) -> None:
-    assert_problem(response, 401, "not_authenticated")
-    assert response.headers["www-authenticate"] == "Bearer"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -45,92 +47,23 @@ async def refresh(api: Api, token: str) -> httpx.Response:
 
 # --- forged and altered tokens -----------------------------------------------------------
 
-Forgery = Callable[[Api, str], str]
+
+def params(*forgeries: dict[str, Forgery]) -> list[Any]:
+    return [pytest.param(forge, id=name) for table in forgeries for name, forge in table.items()]
 
 
-def resigned(change: dict[str, Any], *, drop: str | None = None) -> Forgery:
-    """The token's claims changed, then signed with the service's own key and algorithm."""
-
-    def forge(api: Api, token: str) -> str:
-        claims = {**claims_of(token), **change}
-        claims.pop(drop or "", None)
-        return jwt.encode(claims, api.settings.secret_key.get_secret_value(), "HS256")
-
-    return forge
-
-
-def signed_with(key: str | None, algorithm: str) -> Forgery:
-    def forge(api: Api, token: str) -> str:
-        secret = key or api.settings.secret_key.get_secret_value()
-        return jwt.encode(claims_of(token), secret, algorithm)
-
-    return forge
+FORGED_ACCESS = params(FORGERIES, ACCESS_FORGERIES)
+REFRESH_FORGERIES: dict[str, Forgery] = {
+    "no-family": resigned({}, drop="fam"),
+    "family-not-a-uuid": resigned({"fam": "not-a-uuid"}),
+    "family-a-number": resigned({"fam": 123}),
+    "family-a-list": resigned({"fam": ["x"]}),
+}
+FORGED_REFRESH = params(FORGERIES, REFRESH_FORGERIES)
 
 
-def unsigned(algorithm: str) -> Forgery:
-    """Built by hand, as an attacker would: header and payload, and no signature."""
-
-    def forge(api: Api, token: str) -> str:
-        header = b64url(json.dumps({"alg": algorithm, "typ": "JWT"}).encode())
-        return f"{header}.{b64url(json.dumps(claims_of(token)).encode())}."
-
-    return forge
-
-
-def tampered(api: Api, token: str) -> str:
-    """Another subject in the payload, the original signature kept."""
-    header, _, signature = token.split(".")
-    claims = {**claims_of(token), "sub": str(uuid.uuid4())}
-    return f"{header}.{b64url(json.dumps(claims).encode())}.{signature}"
-
-
-def stripped(api: Api, token: str) -> str:
-    return token.rsplit(".", 1)[0] + "."
-
-
-FORGERIES = [
-    pytest.param(signed_with(OTHER_KEY, "HS256"), id="signed-with-another-key"),
-    pytest.param(unsigned("none"), id="alg-none"),
-    pytest.param(unsigned("None"), id="alg-None"),
-    pytest.param(unsigned("NONE"), id="alg-NONE"),
-    pytest.param(
-        signed_with(None, "HS512"),
-        id="hs512-with-the-real-key",
-        # The test settings' key is short for SHA-512; the forger does not care.
-        marks=pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
-    ),
-    pytest.param(signed_with(None, "HS384"), id="hs384-with-the-real-key"),
-    pytest.param(tampered, id="payload-changed-signature-kept"),
-    pytest.param(stripped, id="signature-removed"),
-    pytest.param(resigned({"iss": "Someone Else"}), id="other-issuer"),
-    pytest.param(resigned({}, drop="iss"), id="no-issuer"),
-    pytest.param(resigned({}, drop="exp"), id="no-expiry"),
-    pytest.param(resigned({"exp": "tomorrow"}), id="expiry-as-text"),
-    pytest.param(resigned({}, drop="sub"), id="no-subject"),
-    pytest.param(resigned({"sub": "not-a-uuid"}), id="subject-not-a-uuid"),
-    pytest.param(resigned({"sub": 42}), id="subject-a-number"),
-    pytest.param(resigned({"sub": str(uuid.uuid4())}), id="subject-of-nobody"),
-    pytest.param(resigned({}, drop="jti"), id="no-token-id"),
-    pytest.param(resigned({"jti": 5}), id="token-id-a-number"),
-    pytest.param(resigned({}, drop="type"), id="no-type"),
-    pytest.param(resigned({"type": "admin"}), id="unknown-type"),
-]
-ACCESS_FORGERIES = [
-    pytest.param(resigned({}, drop="ver"), id="no-session-version"),
-    pytest.param(resigned({"ver": "zero"}), id="session-version-as-text"),
-    pytest.param(resigned({"ver": [0]}), id="session-version-a-list"),
-    pytest.param(resigned({"ver": float("inf")}), id="session-version-infinite"),
-    pytest.param(resigned({"ver": 1}), id="session-version-ahead"),
-]
-REFRESH_FORGERIES = [
-    pytest.param(resigned({}, drop="fam"), id="no-family"),
-    pytest.param(resigned({"fam": "not-a-uuid"}), id="family-not-a-uuid"),
-    pytest.param(resigned({"fam": 123}), id="family-a-number"),
-    pytest.param(resigned({"fam": ["x"]}), id="family-a-list"),
-]
-
-
-@pytest.mark.parametrize("forge", FORGERIES + ACCESS_FORGERIES)
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+@pytest.mark.parametrize("forge", FORGED_ACCESS)
 async def test_a_forged_access_token_is_refused(api: Api, forge: Forgery) -> None:
     account = await api.user()
     forged = forge(api, account.access_token)
@@ -140,7 +73,8 @@ async def test_a_forged_access_token_is_refused(api: Api, forge: Forgery) -> Non
     assert_unauthorized(response)
 
 
-@pytest.mark.parametrize("forge", FORGERIES + REFRESH_FORGERIES)
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+@pytest.mark.parametrize("forge", FORGED_REFRESH)
 async def test_a_forged_refresh_token_is_refused_and_ends_no_session(
     api: Api, forge: Forgery
 ) -> None:
@@ -169,16 +103,6 @@ async def test_an_expired_access_token_is_refused(api: Api, clock: FrozenClock) 
     clock.advance(timedelta(minutes=api.settings.access_token_expire_minutes, seconds=1))
 
     response = await me(api, account.access_token)
-
-    assert_unauthorized(response)
-
-
-async def test_an_expired_token_is_refused_even_when_freshly_signed(api: Api) -> None:
-    account = await api.user()
-    past = claims_of(account.access_token)["iat"] - 1
-    forged = resigned({"exp": past})(api, account.access_token)
-
-    response = await me(api, forged)
 
     assert_unauthorized(response)
 
@@ -213,68 +137,6 @@ async def test_logout_with_an_access_token_for_the_refresh_token_ends_nothing(
 
     assert_unauthorized(response)
     assert (await refresh(api, account.refresh_token)).status_code == 200
-
-
-# --- Authorization headers that are not a bearer access token ----------------------------
-
-GARBAGE_HEADERS = [
-    pytest.param(None, id="no-header"),
-    pytest.param("Bearer", id="bearer-alone"),
-    pytest.param("Bearer ", id="bearer-and-space"),
-    pytest.param("Basic abc", id="basic"),
-    pytest.param("Basic " + b64url(f"someone:{PASSWORD}".encode()), id="basic-credentials"),
-    pytest.param("Bearer a.b.c", id="three-dotted-parts"),
-    pytest.param("Bearer " + "x" * 10_240, id="10KB-token"),
-    pytest.param("Bearer " + ".".join(["a" * 5000, "b" * 5000, "c" * 200]), id="10KB-jwt-shape"),
-    pytest.param(b"Bearer \xff\xfe\xfd", id="not-ascii"),
-    pytest.param("Token {token}", id="real-token-other-scheme"),
-    pytest.param("{token}", id="real-token-no-scheme"),
-    pytest.param("Bearer {token} {token}", id="real-token-twice"),
-]
-
-
-PROTECTED = [
-    pytest.param(method, path, body, id=f"{method}-{path}")
-    for method, path, body in [
-        ("GET", "/users/me", None),
-        ("PATCH", "/users/me", {"full_name": "Taken Over"}),
-        ("DELETE", "/users/me", None),
-        ("POST", "/users/me/password", {"current_password": PASSWORD, "new_password": "x" * 12}),
-        ("POST", "/auth/logout", {"refresh_token": "never read"}),
-        ("GET", "/users", None),
-        ("GET", "/users/{target}", None),
-        ("PATCH", "/users/{target}", {"role": "admin", "is_active": False}),
-        ("GET", "/admin/audit-log", None),
-    ]
-]
-
-
-@pytest.mark.input_only
-@pytest.mark.parametrize(("method", "path", "body"), PROTECTED)
-@pytest.mark.parametrize("authorization", GARBAGE_HEADERS)
-async def test_every_protected_endpoint_refuses_a_bad_authorization_header(
-    api: Api, method: str, path: str, body: dict[str, Any] | None, authorization: str | bytes | None
-) -> None:
-    owner, target = await api.admin(Role.SUPER_ADMIN), await api.user()
-    if isinstance(authorization, str):
-        authorization = authorization.format(token=owner.access_token)
-    headers = {} if authorization is None else {"Authorization": authorization}
-    before = await world(api, owner)
-
-    response = await api.client.request(
-        method, V1 + path.format(target=target.id), json=body, headers=headers
-    )
-
-    assert_unauthorized(response)
-    assert await world(api, owner) == before
-
-
-async def world(api: Api, observer: Account) -> dict[str, Any]:
-    """Every account and audit entry, as a super admin sees them."""
-    users = await api.client.get(f"{V1}/users?limit=100", headers=observer.headers)
-    audit = await api.client.get(f"{V1}/admin/audit-log?limit=100", headers=observer.headers)
-    assert users.status_code == audit.status_code == 200
-    return {"users": users.json(), "audit": audit.json()}
 
 
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])

@@ -107,7 +107,7 @@ async def test_accounts_from_before_beta_testing_are_not_beta_testers(
 ) -> None:
     container = bootstrap(make_settings(database_url, tmp_path))
     try:
-        await container.accounts.register(
+        await container.accounts.service.register(
             NewAccount(email="early@example.com", username="early-bird", password=PASSWORD)
         )
     finally:

@@ -294,7 +294,7 @@ async def test_registration_delivers_through_smtp(
 ) -> None:
     assert settings.email_backend == "smtp"
     account = await api.register(email="smtp.user@example.com", username="smtpuser")
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
 
     received = smtp_server.collector.to("smtp.user@example.com")
     assert sorted(m.message["Subject"] for m in received) == [

@@ -135,7 +135,7 @@ async def container(settings: Settings, clock: SystemClock) -> AsyncIterator[Con
     finally:
         await built.aclose()
         if settings.amqp_url is not None:
-            await delete_namespace(settings, built.consumers)
+            await delete_namespace(settings, built.events.consumers)
 
 
 async def effects(container: Container) -> list[dict[str, Any]]:
@@ -174,8 +174,8 @@ async def record(container: Container, *events: tuple[str, int]) -> list[Envelop
 
 
 async def test_each_committed_event_reaches_each_consumer_once(container: Container) -> None:
-    container.consumers.on("test.first", Ping, effect("test.first"))
-    container.consumers.on("test.second", Ping, effect("test.second"))
+    container.events.consumers.on("test.first", Ping, effect("test.first"))
+    container.events.consumers.on("test.second", Ping, effect("test.second"))
     await container.start_events()
 
     for batch in range(5):
@@ -206,29 +206,29 @@ async def change_record_and_fail(container: Container, recorded: list[Envelope])
 
 
 async def _no_backlog(container: Container) -> bool:
-    backlog = await container.relay.backlog()
+    backlog = await container.events.relay.backlog()
     return backlog.pending == 0
 
 
 async def test_a_delivery_repeated_concurrently_takes_effect_once(
     container: Container, bus: str, settings: Settings
 ) -> None:
-    container.consumers.on("test.dup", Ping, effect("test.dup"))
-    consumer = container.consumers.get("test.dup")
+    container.events.consumers.on("test.dup", Ping, effect("test.dup"))
+    consumer = container.events.consumers.get("test.dup")
     [envelope] = await record(container, ("dup", 1))
     copies = 20
 
     if bus == "inprocess":
         results = await asyncio.gather(
-            *(container.delivery.deliver(consumer, envelope) for _ in range(copies))
+            *(container.events.delivery.deliver(consumer, envelope) for _ in range(copies))
         )
         assert results.count(True) == 1
     else:
         seen = handled("test.dup", "handled") + handled("test.dup", "duplicate")
         # Two consumer processes on the one queue, so copies are handled side by side.
-        other = RabbitConsumers(settings, container.consumers, container.delivery)
-        assert container.broker_consumers is not None
-        await container.broker_consumers.start()
+        other = RabbitConsumers(settings, container.events.consumers, container.events.delivery)
+        assert container.events.broker_consumers is not None
+        await container.events.broker_consumers.start()
         await other.start()
         try:
             assert settings.amqp_url is not None
@@ -269,14 +269,14 @@ class KilledAfterPublishing:
 async def test_a_relay_dying_after_publishing_leads_to_one_effect(
     container: Container, bus: str, settings: Settings
 ) -> None:
-    container.consumers.on("test.crash", Ping, effect("test.crash"))
-    if container.broker_consumers is not None:
-        await container.broker_consumers.start()
+    container.events.consumers.on("test.crash", Ping, effect("test.crash"))
+    if container.events.broker_consumers is not None:
+        await container.events.broker_consumers.start()
     duplicates = handled("test.crash", "duplicate")
     [envelope] = await record(container, ("crash", 1))
 
     doomed = Relay(
-        settings, container.uow, KilledAfterPublishing(container.publisher), container.clock
+        settings, container.uow, KilledAfterPublishing(container.events.publisher), container.clock
     )
     with pytest.raises(ConnectionAbortedError):
         await doomed.pump()
@@ -284,7 +284,7 @@ async def test_a_relay_dying_after_publishing_leads_to_one_effect(
     assert row is not None
     assert row.published_at is None, "the batch was not marked sent"
 
-    await container.relay.drain()  # another relay (or this one restarted) sends it again
+    await container.events.relay.drain()  # another relay (or this one restarted) sends it again
     row = await outbox_row(container, envelope.id)
     assert row is not None
     assert row.published_at is not None
@@ -301,7 +301,7 @@ async def test_a_poison_event_is_set_aside_while_the_rest_flow(
     container: Container, bus: str, settings: Settings
 ) -> None:
     calls: Counter[int] = Counter()
-    container.consumers.on("test.poison", Ping, effect("test.poison", poison=0, calls=calls))
+    container.events.consumers.on("test.poison", Ping, effect("test.poison", poison=0, calls=calls))
     dead_lettered = REGISTRY.get_sample_value(
         "promptstack_events_dead_lettered_total", {"consumer": "test.poison"}
     )
@@ -341,14 +341,14 @@ async def test_a_poison_event_is_set_aside_while_the_rest_flow(
             "promptstack_events_dead_lettered_total", {"consumer": "test.poison"}
         )
         assert (now or 0) - (dead_lettered or 0) == 1
-        backlog = await container.relay.backlog()
+        backlog = await container.events.relay.backlog()
         assert backlog.parked == 0, "the broker took the event; the consumer set it aside"
     assert calls[0] == settings.event_max_attempts, "tried the allowed times, no more"
     assert [e for e in await effects(container) if e["n"] == 0] == []
 
 
 async def test_each_aggregates_events_are_handled_in_order(container: Container) -> None:
-    container.consumers.on("test.order", Ping, effect("test.order"))
+    container.events.consumers.on("test.order", Ping, effect("test.order"))
     await container.start_events()
 
     numbers = itertools.count()

@@ -97,7 +97,7 @@ async def container(settings: Settings, clock: FrozenClock) -> AsyncIterator[Con
         yield built
     finally:
         await built.aclose()
-        await delete_namespace(settings, built.consumers)
+        await delete_namespace(settings, built.events.consumers)
 
 
 async def effect_count(container: Container) -> int:
@@ -146,7 +146,7 @@ async def beep_row(container: Container) -> OutboxMessage:
 async def test_events_wait_out_a_broker_outage_and_none_is_lost(
     api: Api, container: Container, proxy: TcpProxy
 ) -> None:
-    container.consumers.on("test.outage", Beep, effect)
+    container.events.consumers.on("test.outage", Beep, effect)
     await container.start_events()
     before = handled("test.outage")
     await record(container, 0)
@@ -169,20 +169,20 @@ async def test_events_wait_out_a_broker_outage_and_none_is_lost(
     accounts = [await api.register() for _ in range(3)]  # each answered 201
     for start in range(1, 31, 5):
         await record(container, *range(start, start + 5))
-    await container.relay.stop(grace=0)  # from here this test drives the relay itself
+    await container.events.relay.stop(grace=0)  # from here this test drives the relay itself
     with pytest.raises(BrokerUnavailable):
-        await container.relay.drain()
-    backlog = await container.relay.backlog()
+        await container.events.relay.drain()
+    backlog = await container.events.relay.backlog()
     assert backlog.pending >= 30 + len(accounts)
     assert backlog.parked == 0
     waiting = [row for row in await outbox_rows(container) if row.published_at is None]
     assert {row.attempts for row in waiting} == {0}, "waiting for the broker costs no attempts"
 
     await proxy.restore()
-    container.relay.start()
+    container.events.relay.start()
 
     async def all_effects() -> bool:
-        container.relay.wake()
+        container.events.relay.wake()
         return await effect_count(container) >= 31
 
     await eventually(all_effects, what="every event recorded during the outage to take effect")
@@ -200,7 +200,7 @@ async def test_events_wait_out_a_broker_outage_and_none_is_lost(
         return count == 1 + len(accounts)
 
     await eventually(welcomed, what="every new user's welcome email")
-    backlog = await container.relay.backlog()
+    backlog = await container.events.relay.backlog()
     assert (backlog.pending, backlog.parked) == (0, 0)
 
     async def healthy() -> bool:
@@ -216,16 +216,16 @@ async def _at_least(count: Any, expected: int) -> bool:
 async def test_an_unroutable_event_is_retried_not_dropped(
     container: Container, clock: FrozenClock, settings: Settings
 ) -> None:
-    container.consumers.on("test.unroutable", Beep, effect)
-    assert container.broker_ping is not None
-    await container.broker_ping()  # the publisher connects and declares the queues
+    container.events.consumers.on("test.unroutable", Beep, effect)
+    assert container.events.broker_ping is not None
+    await container.events.broker_ping()  # the publisher connects and declares the queues
     queue = f"{settings.amqp_namespace}.test.unroutable"
     assert settings.amqp_url is not None
     async with Broker(settings.amqp_url) as broker:
         await broker.delete_queue(queue)  # an operator's mistake
 
     await record(container, 1)
-    await container.relay.drain()
+    await container.events.relay.drain()
     row = await beep_row(container)
     assert row.published_at is None
     assert row.parked_at is None
@@ -233,14 +233,14 @@ async def test_an_unroutable_event_is_retried_not_dropped(
     assert "unroutable" in (row.last_error or "")
 
     clock.advance(timedelta(seconds=settings.event_retry_base_seconds * 2))
-    await container.relay.drain()  # the publisher declared its consumers' queues again
+    await container.events.relay.drain()  # the publisher declared its consumers' queues again
     row = await beep_row(container)
     assert row.published_at is not None
     async with Broker(settings.amqp_url) as broker:
         assert await broker.depth(queue) == 1
 
-    assert container.broker_consumers is not None
-    await container.broker_consumers.start()
+    assert container.events.broker_consumers is not None
+    await container.events.broker_consumers.start()
     await eventually(lambda: _at_least(effect_count(container), 1), what="the effect")
     assert await effect_count(container) == 1
 
@@ -252,9 +252,9 @@ async def test_an_event_the_broker_refuses_is_sent_again_and_takes_effect_once(
     counts an attempt and sends it again after its delay. The broker delivered the
     nacked message to the consumer's queue all the same, so the consumer gets it twice
     and its inbox keeps the effect to one."""
-    container.consumers.on("test.refused", Beep, effect)
-    assert container.broker_consumers is not None
-    await container.broker_consumers.start()  # declares the exchange and the queues
+    container.events.consumers.on("test.refused", Beep, effect)
+    assert container.events.broker_consumers is not None
+    await container.events.broker_consumers.start()  # declares the exchange and the queues
     before = deliveries("test.refused")
     full = f"{settings.amqp_namespace}.full"
     assert settings.amqp_url is not None
@@ -262,14 +262,14 @@ async def test_an_event_the_broker_refuses_is_sent_again_and_takes_effect_once(
         exchange = exchange_name(settings.amqp_namespace)
         await broker.refusing_queue(full, exchange=exchange, routing_key=Beep.type)
         await record(container, 1)
-        await container.relay.drain()
+        await container.events.relay.drain()
         row = await beep_row(container)
         assert (row.published_at, row.parked_at, row.attempts) == (None, None, 1)
         assert "refused by RabbitMQ" in (row.last_error or "")
 
         await broker.delete_queue(full)  # the cause is gone
     clock.advance(timedelta(seconds=settings.event_retry_max_seconds))
-    await container.relay.drain()
+    await container.events.relay.drain()
     row = await beep_row(container)
     assert row.published_at is not None
     assert row.attempts == 1
@@ -286,9 +286,9 @@ async def test_an_event_the_broker_keeps_refusing_is_parked(
 ) -> None:
     """Nacked on every attempt, an event ends parked after EVENT_MAX_ATTEMPTS with the
     broker's refusal as its last error, and stays there."""
-    container.consumers.on("test.refused", Beep, effect)
-    assert container.broker_ping is not None
-    await container.broker_ping()  # the publisher declares the exchange and the queues
+    container.events.consumers.on("test.refused", Beep, effect)
+    assert container.events.broker_ping is not None
+    await container.events.broker_ping()  # the publisher declares the exchange and the queues
     assert settings.amqp_url is not None
     async with Broker(settings.amqp_url) as broker:
         await broker.refusing_queue(
@@ -298,17 +298,17 @@ async def test_an_event_the_broker_keeps_refusing_is_parked(
         )
         await record(container, 1)
         for attempt in range(1, settings.event_max_attempts + 1):
-            await container.relay.drain()
+            await container.events.relay.drain()
             row = await beep_row(container)
             assert row.attempts == attempt
             assert (row.parked_at is not None) == (attempt == settings.event_max_attempts)
             clock.advance(timedelta(seconds=settings.event_retry_max_seconds))
-        await container.relay.drain()
+        await container.events.relay.drain()
     row = await beep_row(container)
     assert row.attempts == settings.event_max_attempts, "a parked event is not sent again"
     assert row.published_at is None
     assert "refused by RabbitMQ" in (row.last_error or "")
-    assert (await container.relay.backlog()).parked == 1
+    assert (await container.events.relay.backlog()).parked == 1
 
 
 async def test_an_event_whose_confirm_never_comes_is_sent_again_and_takes_effect_once(
@@ -318,23 +318,23 @@ async def test_an_event_whose_confirm_never_comes_is_sent_again_and_takes_effect
     under memory pressure), so the publish times out waiting for its confirm. The event
     is not at fault and the broker may well have it: the relay counts no attempt, sends
     it again once the broker answers, and the inbox keeps the effect to one."""
-    container.consumers.on("test.unconfirmed", Beep, effect)
-    assert container.broker_consumers is not None
-    await container.broker_consumers.start()
-    assert container.broker_ping is not None
-    await container.broker_ping()
+    container.events.consumers.on("test.unconfirmed", Beep, effect)
+    assert container.events.broker_consumers is not None
+    await container.events.broker_consumers.start()
+    assert container.events.broker_ping is not None
+    await container.events.broker_ping()
     before = deliveries("test.unconfirmed")
 
     proxy.stall()
     try:
         await record(container, 1)
         with pytest.raises(BrokerUnavailable, match="did not confirm"):
-            await container.relay.drain()
+            await container.events.relay.drain()
         row = await beep_row(container)
         assert (row.published_at, row.parked_at, row.attempts) == (None, None, 0)
     finally:
         proxy.resume()
-    await container.relay.drain()
+    await container.events.relay.drain()
     row = await beep_row(container)
     assert row.published_at is not None
     assert row.attempts == 0
@@ -359,8 +359,8 @@ async def test_a_failed_delivery_that_cannot_reach_its_retry_queue_is_not_lost(
         calls.append(event.n)
         raise RuntimeError("the downstream service is down")
 
-    container.consumers.on("test.stranded", Beep, failing)
-    consumers = container.broker_consumers
+    container.events.consumers.on("test.stranded", Beep, failing)
+    consumers = container.events.broker_consumers
     assert consumers is not None
     await consumers.start()
     namespace = settings.amqp_namespace
@@ -371,7 +371,7 @@ async def test_a_failed_delivery_that_cannot_reach_its_retry_queue_is_not_lost(
         for delay in retry_delays_ms(settings):
             await broker.delete_queue(retry_queue_name(namespace, "test.stranded", delay))
         await record(container, 1)
-        await container.relay.drain()
+        await container.events.relay.drain()
 
         await eventually(
             lambda: len(calls) > settings.event_max_attempts,
@@ -395,9 +395,9 @@ async def test_a_failed_delivery_that_cannot_reach_its_retry_queue_is_not_lost(
 async def test_a_message_that_is_not_an_event_is_dead_lettered_at_once(
     container: Container, settings: Settings
 ) -> None:
-    container.consumers.on("test.garbage", Beep, effect)
-    assert container.broker_consumers is not None
-    await container.broker_consumers.start()
+    container.events.consumers.on("test.garbage", Beep, effect)
+    assert container.events.broker_consumers is not None
+    await container.events.broker_consumers.start()
     queue = f"{settings.amqp_namespace}.test.garbage"
     assert settings.amqp_url is not None
     async with Broker(settings.amqp_url) as broker:
@@ -405,7 +405,7 @@ async def test_a_message_that_is_not_an_event_is_dead_lettered_at_once(
             aio_pika.Message(b"{not json", message_id="garbage"), routing_key=queue
         )
         await record(container, 1)
-        await container.relay.drain()
+        await container.events.relay.drain()
         await eventually(lambda: _at_least(effect_count(container), 1), what="the next event")
 
         async def dead_lettered() -> int:
@@ -427,7 +427,7 @@ async def test_an_event_no_consumer_handles_is_published_without_a_queue(
 ) -> None:
     async with container.uow() as uow:
         event_id = uow.record(Unheard(), aggregate_id="nobody").id
-    await container.relay.drain()
+    await container.events.relay.drain()
     [row] = [r for r in await outbox_rows(container) if r.id == event_id]
     assert row.published_at is not None
     assert row.attempts == 0
@@ -436,7 +436,7 @@ async def test_an_event_no_consumer_handles_is_published_without_a_queue(
 async def test_consumers_started_while_the_broker_is_away_catch_up(
     container: Container, proxy: TcpProxy
 ) -> None:
-    container.consumers.on("test.late", Beep, effect)
+    container.events.consumers.on("test.late", Beep, effect)
     await proxy.cut()
     await container.start_events()  # the service starts regardless
     await record(container, 1, 2, 3)
@@ -444,7 +444,7 @@ async def test_consumers_started_while_the_broker_is_away_catch_up(
     await proxy.restore()
 
     async def caught_up() -> bool:
-        container.relay.wake()
+        container.events.relay.wake()
         return await effect_count(container) >= 3
 
     await eventually(caught_up, what="the consumers to connect and handle the backlog")
@@ -463,12 +463,12 @@ async def test_stopping_lets_the_handler_in_hand_finish(
         await release.wait()
         await effect(event, envelope, uow)
 
-    container.consumers.on("test.slow", Beep, slow)
-    consumers = container.broker_consumers
+    container.events.consumers.on("test.slow", Beep, slow)
+    consumers = container.events.broker_consumers
     assert consumers is not None
     await consumers.start()
     await record(container, 1)
-    await container.relay.drain()
+    await container.events.relay.drain()
     await asyncio.wait_for(started.wait(), timeout=30)
 
     queue = f"{settings.amqp_namespace}.test.slow"
@@ -487,7 +487,7 @@ async def test_stopping_lets_the_handler_in_hand_finish(
         assert await effect_count(container) == 1
         assert await broker.depth(queue) == 0, "acknowledged once handled"
         await record(container, 2)
-        await container.relay.drain()
+        await container.events.relay.drain()
         assert await broker.depth(queue) == 1, "no longer consumed"
     assert calls == [1]
 
@@ -502,7 +502,7 @@ async def test_dead_letters_are_listed_and_replayed_once_the_cause_is_fixed(
             raise RuntimeError("the downstream service is down")
         await effect(event, envelope, uow)
 
-    container.consumers.on("test.dead", Beep, handler)
+    container.events.consumers.on("test.dead", Beep, handler)
     await container.start_events()
     async with container.uow() as uow:
         poisoned = uow.record(Beep(n=1), aggregate_id="dead").id

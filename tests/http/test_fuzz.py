@@ -46,13 +46,15 @@ def fuzz_container(sqlite_template: Path, tmp_path: Path) -> Iterator[Container]
 @pytest.fixture
 def admin_headers(fuzz_container: Container) -> dict[str, str]:
     async def make_admin() -> str:
-        user = await fuzz_container.accounts.register(
+        user = await fuzz_container.accounts.service.register(
             NewAccount(email="fuzz@example.com", username="fuzzer", password="fuzzing password"),
             role=Role.ADMIN,
         )
         # Connections opened on this loop must not be reused on the fuzzer's loop.
         await fuzz_container.database.engine.dispose()
-        return fuzz_container.tokens.issue_access(user.id, user.session_version, uuid.uuid4()).token
+        return fuzz_container.accounts.tokens.issue_access(
+            user.id, user.session_version, uuid.uuid4()
+        ).token
 
     return {"Authorization": f"Bearer {asyncio.run(make_admin())}"}
 

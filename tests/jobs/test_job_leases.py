@@ -49,7 +49,7 @@ def settings_overrides() -> dict[str, Any]:
 
 async def submit(container: Container, kind: str, **params: Any) -> uuid.UUID:
     async with container.uow() as uow:
-        job = await container.jobs.submit(uow, None, kind, params)
+        job = await container.jobs.service.submit(uow, None, kind, params)
     return job.id
 
 
@@ -92,7 +92,7 @@ async def running(
 ) -> AsyncIterator[asyncio.Task[RunAgain | None]]:
     """An attempt of the job run by the runner, in the background; cancelled if the test
     leaves it unfinished."""
-    attempt: asyncio.Task[RunAgain | None] = asyncio.create_task(container.job_runner.run(job_id))
+    attempt: asyncio.Task[RunAgain | None] = asyncio.create_task(container.jobs.runner.run(job_id))
     try:
         yield attempt
     finally:
@@ -112,9 +112,9 @@ class Takeover:
 async def takeover(container: Container, clock: FrozenClock) -> Takeover:
     """A job whose first runner stopped renewing its lease and was taken over."""
     job_id = await submit(container, "test.gated")
-    stale = await claimed(container.job_leases, job_id)
+    stale = await claimed(container.jobs.leases, job_id)
     let_lease_lapse(clock)
-    successor = await claimed(container.job_leases, job_id)
+    successor = await claimed(container.jobs.leases, job_id)
     assert (stale.attempt, successor.attempt) == (1, 2)
     return Takeover(stale, successor, what_is_stored(await stored(container, job_id)))
 
@@ -122,14 +122,14 @@ async def takeover(container: Container, clock: FrozenClock) -> Takeover:
 async def test_a_stale_runner_cannot_complete_the_job(
     container: Container, takeover: Takeover
 ) -> None:
-    assert await container.job_leases.succeed(takeover.stale, {"by": "stale"}) is False
+    assert await container.jobs.leases.succeed(takeover.stale, {"by": "stale"}) is False
 
     assert what_is_stored(await stored(container, takeover.stale.id)) == takeover.held
 
 
 async def test_a_stale_runner_cannot_fail_the_job(container: Container, takeover: Takeover) -> None:
     with pytest.raises(JobLost):
-        await container.job_leases.fail_attempt(takeover.stale, "RuntimeError: stale", fatal=False)
+        await container.jobs.leases.fail_attempt(takeover.stale, "RuntimeError: stale", fatal=False)
 
     assert what_is_stored(await stored(container, takeover.stale.id)) == takeover.held
 
@@ -137,7 +137,7 @@ async def test_a_stale_runner_cannot_fail_the_job(container: Container, takeover
 async def test_a_stale_runner_cannot_renew_the_lease(
     container: Container, takeover: Takeover
 ) -> None:
-    assert await container.job_leases.renew(takeover.stale) is False
+    assert await container.jobs.leases.renew(takeover.stale) is False
 
     assert what_is_stored(await stored(container, takeover.stale.id)) == takeover.held
 
@@ -146,7 +146,7 @@ async def test_a_stale_runner_cannot_report_progress(
     container: Container, takeover: Takeover
 ) -> None:
     with pytest.raises(JobLost):
-        await container.job_leases.report_progress(takeover.stale, 1, 2)
+        await container.jobs.leases.report_progress(takeover.stale, 1, 2)
 
     assert what_is_stored(await stored(container, takeover.stale.id)) == takeover.held
 
@@ -154,7 +154,7 @@ async def test_a_stale_runner_cannot_report_progress(
 async def test_a_stale_runner_cannot_give_the_job_back(
     container: Container, takeover: Takeover
 ) -> None:
-    await container.job_leases.release(takeover.stale)
+    await container.jobs.leases.release(takeover.stale)
 
     assert what_is_stored(await stored(container, takeover.stale.id)) == takeover.held
 
@@ -162,7 +162,7 @@ async def test_a_stale_runner_cannot_give_the_job_back(
 async def test_the_runner_that_took_over_completes_the_job(
     container: Container, takeover: Takeover
 ) -> None:
-    assert await container.job_leases.succeed(takeover.successor, {"by": "successor"}) is True
+    assert await container.jobs.leases.succeed(takeover.successor, {"by": "successor"}) is True
 
     job = await stored(container, takeover.successor.id)
     assert (job.state, job.attempts, job.result) == (JobState.SUCCESS, 2, {"by": "successor"})
@@ -186,7 +186,7 @@ async def test_a_job_that_outlives_its_lease_keeps_it(
         for _ in range(3):
             let_lease_lapse(clock)
             await eventually(lease_held, what="the runner to renew its lease")
-            assert isinstance(await container.job_leases.claim(job_id), Busy)
+            assert isinstance(await container.jobs.leases.claim(job_id), Busy)
         gate.touch()
         assert await attempt is None
 
@@ -200,11 +200,11 @@ async def test_a_job_whose_runners_keep_dying_fails_after_its_retries(
 ) -> None:
     job_id = await submit(container, "test.gated", marks=str(tmp_path))
     for attempt in range(1, MAX_RETRIES + 2):
-        runner = await claimed(container.job_leases, job_id)
+        runner = await claimed(container.jobs.leases, job_id)
         assert runner.attempt == attempt
         let_lease_lapse(clock)  # the runner died mid-way
 
-    assert await container.job_runner.run(job_id) is None
+    assert await container.jobs.runner.run(job_id) is None
 
     job = await stored(container, job_id)
     assert job.state is JobState.FAILURE
@@ -218,7 +218,7 @@ async def test_the_delay_before_each_retry_doubles(container: Container) -> None
     job_id = await submit(container, "test.broken")
 
     # The runner tells its executor when to run the job again, after each failed attempt.
-    scheduled = [await container.job_runner.run(job_id) for _ in range(MAX_RETRIES + 1)]
+    scheduled = [await container.jobs.runner.run(job_id) for _ in range(MAX_RETRIES + 1)]
 
     assert scheduled == [
         *(RunAgain(RETRY_BASE_SECONDS * 2**n, retry=True) for n in range(MAX_RETRIES)),

@@ -130,8 +130,10 @@ class Harness:
         """Submit as a service does, and let the relay dispatch it to the executor."""
         container = self.container
         async with container.uow() as uow:
-            job = await container.jobs.submit(uow, None, kind, {"marks": str(self.marks), **params})
-        await container.relay.drain()
+            job = await container.jobs.service.submit(
+                uow, None, kind, {"marks": str(self.marks), **params}
+            )
+        await container.events.relay.drain()
         return job.id
 
     async def job(self, job_id: uuid.UUID) -> Job:
@@ -187,7 +189,7 @@ class Harness:
     async def start_again(self) -> None:
         """A new process in the stopped one's place, started as the server starts it."""
         self.container = bootstrap(self.settings)
-        await self.container.executor.start()
+        await self.container.jobs.executor.start()
 
     async def close(self) -> None:
         for container in (self.container, *self.others):
@@ -298,11 +300,11 @@ async def test_a_job_dispatched_twice_runs_once(harness: Harness) -> None:
 
     # The same job sent again while it runs: twice by this process, and, for the
     # in-process executor, once by another process on the same database.
-    await harness.container.executor.enqueue(job_id)
-    await harness.container.executor.enqueue(job_id)
+    await harness.container.jobs.executor.enqueue(job_id)
+    await harness.container.jobs.executor.enqueue(job_id)
     other = None if harness.celery else harness.another_process()
     if other is not None:
-        await other.executor.enqueue(job_id)
+        await other.jobs.executor.enqueue(job_id)
     else:
         # A second worker process took a copy while the first runs the job.
         await harness.logged("job_busy")
@@ -311,8 +313,8 @@ async def test_a_job_dispatched_twice_runs_once(harness: Harness) -> None:
     if other is not None:
         # The other process looks again once the lease would have lapsed, and finds
         # the job done.
-        assert isinstance(other.executor, InProcessExecutor)
-        await asyncio.wait_for(other.executor.drain(), DEADLINE_SECONDS)
+        assert isinstance(other.jobs.executor, InProcessExecutor)
+        await asyncio.wait_for(other.jobs.executor.drain(), DEADLINE_SECONDS)
 
     assert job.state is JobState.SUCCESS, job.error
     assert job.attempts == 1
@@ -335,7 +337,7 @@ async def test_a_job_that_outlives_its_lease_keeps_it(harness: Harness) -> None:
         lambda job: job.locked_until is not None and job.locked_until > beyond,
         "a renewed lease",
     )
-    assert isinstance(await harness.container.job_leases.claim(job_id), Busy)
+    assert isinstance(await harness.container.jobs.leases.claim(job_id), Busy)
     gate.touch()
 
     job = await harness.finished(job_id)

@@ -97,7 +97,7 @@ async def test_sending_answers_at_once_and_delivers_in_the_background(api: Api) 
     assert entry.details == {"notification_id": body["id"], "subject": "Scheduled maintenance"}
     assert await inbox(api, user) == []
 
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
 
     [notification] = await inbox(api, user)
     assert notification["id"] == body["id"]
@@ -117,7 +117,7 @@ async def test_a_super_admin_may_send_and_an_admin_may_write_to_itself(api: Api)
 
     await sent(api, boss, admin.id, "From the boss")
     await sent(api, admin, admin.id, "Note to self")
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
 
     assert [n["subject"] for n in await inbox(api, admin)] == ["Note to self", "From the boss"]
 
@@ -126,7 +126,7 @@ async def test_text_is_trimmed_of_surrounding_whitespace(api: Api) -> None:
     admin, user = await api.admin(), await api.user()
 
     await sent(api, admin, user.id, "  Padded subject  ", "\n  A message with margins.  \n")
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
 
     [notification] = await inbox(api, user)
     assert notification["subject"] == "Padded subject"
@@ -138,7 +138,7 @@ async def test_unicode_text_arrives_intact(api: Api) -> None:
     subject, message = "שלום 😀 Ame\u0301lie", "Zeile eins\n\tZeile zwei — ✓"
 
     await sent(api, admin, user.id, subject, message)
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
 
     [notification] = await inbox(api, user)
     assert (notification["subject"], notification["message"]) == (subject, message)
@@ -152,10 +152,10 @@ async def test_the_same_event_delivered_twice_takes_effect_once(api: Api) -> Non
     container = api.container
 
     for name in ("notifications.in_app", "notifications.email"):
-        consumer = container.consumers.get(name)
-        assert await container.delivery.deliver(consumer, envelope) is True
-        assert await container.delivery.deliver(consumer, envelope) is False
-    await container.relay.drain()  # and the relay's own delivery is a third
+        consumer = container.events.consumers.get(name)
+        assert await container.events.delivery.deliver(consumer, envelope) is True
+        assert await container.events.delivery.deliver(consumer, envelope) is False
+    await container.events.relay.drain()  # and the relay's own delivery is a third
 
     assert [n["id"] for n in await inbox(api, user)] == [notification_id]
     assert await stored_notifications(api) == 1
@@ -167,7 +167,7 @@ async def test_delivering_in_app_again_outside_the_inbox_adds_no_copy(api: Api) 
     in-app delivery finds the notification it made and leaves it as it is."""
     admin, user = await api.admin(), await api.user()
     await sent(api, admin, user.id, "Replayed")
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
     [read] = await inbox(api, user)
     await api.client.post(f"{NOTIFICATIONS}/{read['id']}/read", headers=user.headers)
     [envelope] = await envelopes(api)
@@ -189,7 +189,7 @@ async def test_a_user_who_left_before_delivery_gets_nothing(api: Api) -> None:
     await sent(api, admin, user.id, "Too late", "Nobody reads this.")
     assert (await api.client.delete("/api/v1/users/me", headers=user.headers)).status_code == 204
 
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
 
     assert await stored_notifications(api) == 0
     assert await mails_about(api, user.email, "Nobody reads this.") == []
@@ -229,7 +229,7 @@ async def test_the_service_itself_refuses_a_plain_user(api: Api) -> None:
     """The route's AdminUser is not the only guard: a caller of the service (a CLI, a job)
     gets the same refusal."""
     user, other = await api.user(), await api.user()
-    actor = await api.container.auth.snapshots.get(uuid.UUID(user.id))
+    actor = await api.container.accounts.auth.snapshots.get(uuid.UUID(user.id))
     assert actor is not None
 
     with pytest.raises(Forbidden):
@@ -242,7 +242,7 @@ async def test_the_service_itself_refuses_a_plain_user(api: Api) -> None:
 async def test_every_route_needs_a_session(api: Api) -> None:
     admin, user = await api.admin(), await api.user()
     notification_id = await sent(api, admin, user.id, "Private")
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
     body = {"user_id": user.id, "subject": "Anonymous", "message": "No."}
 
     answers = [
@@ -288,7 +288,7 @@ async def test_the_inbox_pages_newest_first_without_gaps_or_repeats(api: Api) ->
     admin, user, other = await api.admin(), await api.user(), await api.user()
     ids = [await sent(api, admin, user.id, f"Number {n}") for n in range(7)]
     await sent(api, admin, other.id, "For someone else")
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
 
     seen: list[str] = []
     pages = 0
@@ -310,7 +310,7 @@ async def test_the_inbox_pages_newest_first_without_gaps_or_repeats(api: Api) ->
 async def test_the_unread_filter_and_marking_everything_read(api: Api) -> None:
     admin, user = await api.admin(), await api.user()
     first, second, third = [await sent(api, admin, user.id, f"N{n}") for n in range(3)]
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
 
     read = await api.client.post(f"{NOTIFICATIONS}/{second}/read", headers=user.headers)
     assert read.status_code == 200, read.text
@@ -329,7 +329,7 @@ async def test_the_unread_filter_and_marking_everything_read(api: Api) -> None:
 async def test_marking_read_twice_keeps_the_first_time(api: Api, clock: FrozenClock) -> None:
     admin, user = await api.admin(), await api.user()
     notification_id = await sent(api, admin, user.id, "Read me")
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
     url = f"{NOTIFICATIONS}/{notification_id}/read"
 
     first = await api.client.post(url, headers=user.headers)
@@ -349,7 +349,7 @@ async def test_marking_read_twice_keeps_the_first_time(api: Api, clock: FrozenCl
 async def test_another_users_notification_is_invisible(api: Api) -> None:
     admin, alice, bob = await api.admin(), await api.user(), await api.user()
     for_alice = await sent(api, admin, alice.id, "For Alice only")
-    await api.container.relay.drain()
+    await api.container.events.relay.drain()
 
     assert await inbox(api, bob) == []
     stolen = await api.client.post(f"{NOTIFICATIONS}/{for_alice}/read", headers=bob.headers)

@@ -91,11 +91,16 @@ class CeleryExecutor:
         await asyncio.to_thread(self.app.close)
 
 
+class WorkerJobs(Protocol):
+    @property
+    def runner(self) -> JobRunner: ...
+
+
 class WorkerContainer(Protocol):
     """What a worker process needs of the composition root's container."""
 
     @property
-    def job_runner(self) -> JobRunner: ...
+    def jobs(self) -> WorkerJobs: ...
 
     async def aclose(self) -> None: ...
 
@@ -116,7 +121,7 @@ class WorkerRuntime:
 
     def run(self, job_id: uuid.UUID) -> RunAgain | None:
         loop, container = self._ready()
-        return loop.run_until_complete(container.job_runner.run(job_id))
+        return loop.run_until_complete(container.jobs.runner.run(job_id))
 
     def close(self) -> None:
         if self._pid != os.getpid() or self._loop is None or self._container is None:

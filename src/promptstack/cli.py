@@ -21,7 +21,7 @@ from promptstack import bootstrap as composition
 from promptstack.accounts.models import Role
 from promptstack.accounts.service import NewAccount
 from promptstack.bootstrap import bootstrap
-from promptstack.core.errors import AppError
+from promptstack.core.errors import AppError, ValidationFailed
 from promptstack.core.logging import configure_logging
 from promptstack.core.settings import Settings
 from promptstack.http.server_protocol import bounded_http_protocol
@@ -223,7 +223,7 @@ def create_admin(
         user = asyncio.run(_create_admin(settings, email, password, name, role))
     except AppError as exc:
         hint = ""
-        if username is None and exc.extra.get("field") == "username":
+        if username is None and isinstance(exc, ValidationFailed) and exc.loc[-1:] == ("username",):
             hint = f" ('{name}' comes from the email; choose another with --username)"
         console.print(f"[red]{escape(exc.detail + hint)}[/red]")
         raise typer.Exit(1) from exc

@@ -218,7 +218,7 @@ def test_create_admin_explains_an_unusable_default_username(
     refused = _invoke(args, env)
     assert refused.exit_code == 1
     said = _said(refused)
-    assert "username must be 3 to 32 characters" in said
+    assert "username: must be 3 to 32 characters" in said
     assert "--username" in said
 
     accepted = _invoke([*args, "--username", "alpha"], env)
@@ -229,9 +229,9 @@ def test_create_admin_explains_an_unusable_default_username(
 @pytest.mark.parametrize(
     ("password", "problem"),
     [
-        ("short", "password must be at least 10 characters"),
-        ("weakling01", "password must not be the email"),
-        ("          ", "password must not be blank"),
+        ("short", "password: must be at least 10 characters"),
+        ("weakling01", "password: must not be the email"),
+        ("          ", "password: must not be blank"),
     ],
 )
 def test_create_admin_refuses_a_weak_password(tmp_path: Path, password: str, problem: str) -> None:

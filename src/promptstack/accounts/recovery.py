@@ -73,7 +73,7 @@ class AccountRecovery:
                 raise InvalidToken("The reset token is invalid, used or expired.")
             problem = password_problem(new_password, email=user.email, username=user.username)
             if problem:
-                raise ValidationFailed(problem, extra={"field": "new_password"})
+                raise ValidationFailed(problem, loc=("body", "new_password"))
             user.password_hash = new_hash
             user.is_verified = True
             user.session_version += 1

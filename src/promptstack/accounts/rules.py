@@ -82,7 +82,7 @@ def email_key_or_none(value: str) -> str | None:
 
 def _checked_email(value: str) -> _Email:
     if len(value) > EMAIL_MAX_LENGTH:
-        raise ValueError("email address is too long")
+        raise ValueError(f"must be at most {EMAIL_MAX_LENGTH} characters")
     try:
         checked = validate_email(unicodedata.normalize("NFKC", value), check_deliverability=False)
     except EmailNotValidError as exc:
@@ -94,8 +94,7 @@ def _checked_email(value: str) -> _Email:
             if not char.isascii()
         )
         raise ValueError(
-            "email address must have only ASCII letters, digits and punctuation before "
-            f"the @, not {strays}"
+            f"must have only ASCII letters, digits and punctuation before the @, not {strays}"
         )
     for label in checked.domain.split("."):
         problem = _mixed_script_problem(label)
@@ -138,7 +137,7 @@ def _script(char: str) -> str | None:
 def check_username(value: str) -> str:
     if not USERNAME_PATTERN.fullmatch(value):
         raise ValueError(
-            "username must be 3 to 32 characters: letters, digits, '.', '_' or '-', "
+            "must be 3 to 32 characters: letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return value
@@ -147,15 +146,15 @@ def check_username(value: str) -> str:
 def password_problem(password: str, *, email: str | None, username: str | None) -> str | None:
     """Why `password` is not acceptable for this account, or None when it is."""
     if len(password) < PASSWORD_MIN_LENGTH:
-        return f"password must be at least {PASSWORD_MIN_LENGTH} characters"
+        return f"must be at least {PASSWORD_MIN_LENGTH} characters"
     if len(password) > PASSWORD_MAX_LENGTH:
-        return f"password must be at most {PASSWORD_MAX_LENGTH} characters"
+        return f"must be at most {PASSWORD_MAX_LENGTH} characters"
     if not password.strip():
-        return "password must not be blank"
+        return "must not be blank"
     folded = password.casefold()
     for name, value in (("email", email), ("username", username)):
         if value and folded in {value.casefold(), value.split("@")[0].casefold()}:
-            return f"password must not be the {name}"
+            return f"must not be the {name}"
     return None
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, StrictBool, StringConstraints, model_validator
+from pydantic import AfterValidator, StrictBool, StringConstraints, ValidationInfo, field_validator
 
 from promptstack.accounts.models import Role, Tier
 from promptstack.accounts.rules import (
@@ -15,7 +15,7 @@ from promptstack.accounts.rules import (
     normalize_email,
     password_problem,
 )
-from promptstack.http.schemas import Input, Output, Password, clean_text, one_line
+from promptstack.http.schemas import Input, Output, Password, clean_text, not_null, one_line
 
 Email = Annotated[
     str, StringConstraints(max_length=EMAIL_MAX_LENGTH), AfterValidator(normalize_email)
@@ -51,28 +51,25 @@ class RegisterIn(Input):
     password: Password
     full_name: FullName | None = None
 
-    @model_validator(mode="after")
-    def _password_policy(self) -> Self:
-        problem = password_problem(self.password, email=self.email, username=self.username)
+    @field_validator("password")
+    @classmethod
+    def _password_policy(cls, password: str, info: ValidationInfo) -> str:
+        # The fields above it are validated first; one that failed is simply absent.
+        problem = password_problem(
+            password, email=info.data.get("email"), username=info.data.get("username")
+        )
         if problem:
             raise ValueError(problem)
-        return self
+        return password
 
 
 class ProfileIn(Input):
     """Changes to one's own account; a field left out stays as it is, `null` clears it."""
 
-    email: Email | None = None
-    username: Username | None = None
+    email: Annotated[Email | None, not_null("cannot be removed")] = None
+    username: Annotated[Username | None, not_null("cannot be removed")] = None
     full_name: FullName | None = None
     preferred_provider: Provider | None = None
-
-    @model_validator(mode="after")
-    def _not_null_identity(self) -> Self:
-        for field in ("email", "username"):
-            if field in self.model_fields_set and getattr(self, field) is None:
-                raise ValueError(f"{field} cannot be removed")
-        return self
 
 
 class PasswordChangeIn(Input):
@@ -81,16 +78,9 @@ class PasswordChangeIn(Input):
 
 
 class AdminUserIn(Input):
-    role: Role | None = None
-    is_active: StrictBool | None = None
-    tier: Tier | None = None
-    is_beta_tester: StrictBool | None = None
+    """Changes an administrator makes; a field left out stays as it is."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            nulls = [key for key, value in data.items() if value is None]
-            if nulls:
-                raise ValueError(f"{', '.join(nulls)} cannot be null")
-        return data
+    role: Annotated[Role | None, not_null()] = None
+    is_active: Annotated[StrictBool | None, not_null()] = None
+    tier: Annotated[Tier | None, not_null()] = None
+    is_beta_tester: Annotated[StrictBool | None, not_null()] = None

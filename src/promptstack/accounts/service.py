@@ -84,7 +84,7 @@ class AccountService:
         username = _valid(check_username, account.username, "username")
         problem = password_problem(account.password, email=email, username=username)
         if problem:
-            raise ValidationFailed(problem, extra={"field": "password"})
+            raise ValidationFailed(problem, loc=("body", "password"))
         password_hash = await self.hasher.hash(account.password)
         now = self.clock.now()
         async with self.uow() as uow:
@@ -185,7 +185,7 @@ class AccountService:
             raise InvalidCredentials("The current password is not correct.")
         problem = password_problem(new, email=actor.email, username=actor.username)
         if problem:
-            raise ValidationFailed(problem, extra={"field": "new_password"})
+            raise ValidationFailed(problem, loc=("body", "new_password"))
         new_hash = await self.hasher.hash(new)
         now = self.clock.now()
         async with self.uow() as uow:
@@ -304,4 +304,4 @@ def _valid(check: Callable[[str], str], value: str, field: str) -> str:
     try:
         return check(value)
     except ValueError as exc:
-        raise ValidationFailed(str(exc), extra={"field": field}) from exc
+        raise ValidationFailed(str(exc), loc=("body", field)) from exc

@@ -66,10 +66,26 @@ class Conflict(AppError):
     title = "Conflict with the current state"
 
 
+def where(loc: list[str] | tuple[str, ...]) -> str:
+    """A place in a request as people write it: a body field by its name alone, a query
+    or path parameter as `query.limit`."""
+    parts = [str(part) for part in loc]
+    return ".".join(parts[1:] if parts[:1] == ["body"] and len(parts) > 1 else parts)
+
+
 class ValidationFailed(AppError):
+    """A rule a schema cannot check (one that needs stored state, or a cursor's inside),
+    reported like a schema's error: `errors` names where in the request it is, as
+    `("body", "new_password")` or `("query", "cursor")`."""
+
     status = 422
     code = "validation_error"
     title = "The request is not valid"
+
+    def __init__(self, detail: str, *, loc: tuple[str, ...], **kwargs: Any) -> None:
+        self.loc = loc
+        error = {"loc": list(loc), "msg": detail, "type": "value_error"}
+        super().__init__(f"{where(loc)}: {detail}", extra={"errors": [error]}, **kwargs)
 
 
 class TooManyRequests(AppError):

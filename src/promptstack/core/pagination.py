@@ -47,7 +47,7 @@ class Cursor:
             return cls(at=moment.astimezone(UTC), id=uuid.UUID(id_))
         except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeError) as exc:
             raise ValidationFailed(
-                "The cursor is not one this service issued.", extra={"field": "cursor"}
+                "The cursor is not one this service issued.", loc=("query", "cursor")
             ) from exc
 
 

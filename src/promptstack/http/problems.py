@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from promptstack.core.errors import AppError
+from promptstack.core.errors import AppError, where
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -99,23 +99,34 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _message(error: Any) -> str:
+    """Pydantic's message, without the "Value error, " it puts before our own words."""
+    message = str(error.get("msg", ""))
+    if error.get("type") == "value_error":
+        return message.removeprefix("Value error, ")
+    return message
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    """The first error as `field: message`, and how many more there are."""
+    more = len(errors) - 1
+    return f"{where(errors[0]['loc'])}: {errors[0]['msg']}" + (
+        f" (and {more} more)" if more else ""
+    )
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Only location, message and kind: echoing the input could leak a password or be huge.
     errors = [
         {
             "loc": list(error.get("loc", ())),
-            "msg": str(error.get("msg", "")),
+            "msg": _message(error),
             "type": error.get("type"),
         }
         for error in exc.errors()
     ]
-    first = errors[0] if errors else None
-    detail = (
-        f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
-        if first
-        else "The request is not valid."
-    )
+    detail = _summary(errors) if errors else "The request is not valid."
     return problem_response(
         _request_id(request),
         status=422,

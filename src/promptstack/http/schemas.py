@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints
 
 T = TypeVar("T")
 
@@ -25,6 +25,18 @@ def one_line(value: str) -> str:
     if any(unicodedata.category(char) in {"Cc", "Zl", "Zp"} for char in value):
         raise ValueError("must be a single line of text")
     return value
+
+
+def not_null(message: str = "cannot be null") -> BeforeValidator:
+    """For an optional field where leaving it out means "unchanged" and `null` means
+    nothing at all: an explicit null is refused, and the error names the field."""
+
+    def refuse(value: Any) -> Any:
+        if value is None:
+            raise ValueError(message)
+        return value
+
+    return BeforeValidator(refuse)
 
 
 def _valid_unicode(value: str) -> str:

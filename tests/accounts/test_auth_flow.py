@@ -84,9 +84,12 @@ async def test_wrong_password_and_unknown_user_look_the_same(api: Api) -> None:
         "/api/v1/auth/login", data={"username": "nobody-here", "password": "not it at all"}
     )
     for response in (wrong, unknown):
-        assert_problem(response, 401, "invalid_credentials")
+        body = assert_problem(response, 401, "invalid_credentials")
         assert response.headers["www-authenticate"] == "Bearer"
-    assert wrong.json()["detail"] == unknown.json()["detail"]
+        # OAuth2 clients (the docs' Authorize dialog among them) read these (RFC 6749, 5.2).
+        assert body["error"] == "invalid_grant"
+        assert body["error_description"] == body["detail"]
+    assert wrong.json() | {"request_id": None} == unknown.json() | {"request_id": None}
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(api: Api) -> None:

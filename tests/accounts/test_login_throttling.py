@@ -50,6 +50,9 @@ async def test_account_locks_after_its_failure_limit(api: Api) -> None:
     body = assert_problem(locked, 429, "login_locked")
     assert int(locked.headers["retry-after"]) == 600
     assert body["detail"]
+    # OAuth2 clients read these members (RFC 6749, 5.2).
+    assert body["error"] == "temporarily_unavailable"
+    assert body["error_description"] == body["detail"]
 
 
 async def test_lock_lifts_when_the_window_passes(api: Api, clock: FrozenClock) -> None:

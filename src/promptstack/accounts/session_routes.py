@@ -25,6 +25,7 @@ from promptstack.accounts.session_schemas import (
 )
 from promptstack.accounts.sessions import TokenPair
 from promptstack.core.errors import (
+    AppError,
     Conflict,
     InvalidCredentials,
     InvalidToken,
@@ -84,9 +85,23 @@ async def login(
     address: ClientAddress,
     response: Response,
 ) -> TokenOut:
-    """OAuth2 password flow: the form's `username` may be the email or the username."""
-    pair = await auth.login(username, password, address)
+    """OAuth2 password flow: the form's `username` may be the email or the username.
+
+    A refusal is a problem document that also carries OAuth2's `error` and
+    `error_description` (RFC 6749, section 5.2), which OAuth2 clients such as the
+    docs' "Authorize" dialog show."""
+    try:
+        pair = await auth.login(username, password, address)
+    except InvalidCredentials as exc:
+        raise _oauth2(exc, "invalid_grant") from None
+    except TooManyRequests as exc:
+        raise _oauth2(exc, "temporarily_unavailable") from None
     return _tokens(pair, response)
+
+
+def _oauth2(error: AppError, code: str) -> AppError:
+    error.extra.update(error=code, error_description=error.detail)
+    return error
 
 
 @router.post("/refresh", response_model=TokenOut, responses=problem_responses(Unauthorized))

@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -16,16 +18,20 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from promptstack import bootstrap as composition
 from promptstack.accounts.models import Role
 from promptstack.accounts.service import NewAccount
 from promptstack.bootstrap import bootstrap
+from promptstack.core import provisioning
+from promptstack.core.diagnostics import explain_broker, explain_database
 from promptstack.core.errors import AppError, ValidationFailed
 from promptstack.core.logging import configure_logging
 from promptstack.core.settings import Settings
 from promptstack.http.server_protocol import bounded_http_protocol
-from promptstack.migrations.runner import upgrade
+from promptstack.migrations.runner import schema_problem, upgrade
 
 app = typer.Typer(help="Prompt Stack: run and administer the service.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -44,12 +50,67 @@ def _settings() -> Settings:
             where = f" (at {inside})" if inside else ""
             console.print(
                 f"[red]Configuration error:[/red] {escape(variable)}: "
-                f"{escape(error['msg'])}{escape(where)}"
+                f"{escape(error['msg'].removeprefix('Value error, '))}{escape(where)}"
             )
         raise typer.Exit(2) from exc
     except ValueError as exc:
         console.print(f"[red]Configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+
+
+def _fail(reason: str) -> typer.Exit:
+    """Say `reason` on one line (the terminal may wrap it; logs keep it whole)."""
+    console.print(f"[red]Error:[/red] {escape(reason)}", soft_wrap=True)
+    return typer.Exit(1)
+
+
+@contextmanager
+def _plainly(settings: Settings) -> Iterator[None]:
+    """A failure to reach the database or the broker as one line with a hint, not a
+    traceback; anything else as it is."""
+    try:
+        yield
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        reason = explain_database(exc, settings.database_url)
+        for setting, url in (
+            ("AMQP_URL", settings.amqp_url),
+            ("CELERY_BROKER_URL", settings.celery_broker_url),
+        ):
+            if reason is None and url is not None:
+                reason = explain_broker(exc, url, setting)
+        if reason is None:
+            raise
+        raise _fail(reason) from None
+
+
+def _database_ready(settings: Settings) -> None:
+    """Refuse to go on without the database `serve` uses, at the schema this code needs.
+
+    An SQLite path is relative to the folder the command runs in: run from another
+    folder, a command would otherwise create an empty file there and fail on a table.
+    """
+    if settings.is_sqlite:
+        path = make_url(settings.database_url).database or ""
+        if path != ":memory:" and not Path(path).exists():
+            raise _fail(
+                f"there is no database at {Path(path).resolve()}: run `promptstack migrate` "
+                "(or `serve`) first, in the folder you serve from, or set DATABASE_URL to the "
+                "database `serve` uses."
+            )
+    with _plainly(settings):
+        problem = asyncio.run(_schema_problem(settings))
+    if problem is not None:
+        raise _fail(problem)
+
+
+async def _schema_problem(settings: Settings) -> str | None:
+    engine = create_async_engine(settings.database_url)
+    try:
+        return await schema_problem(engine)
+    finally:
+        await engine.dispose()
 
 
 @app.command()
@@ -62,8 +123,10 @@ def serve(
     """Serve the API. The embedded SQLite database is migrated first."""
     settings = _settings()
     if settings.is_sqlite:
-        with console.status("Migrating the embedded database"):
+        with _plainly(settings), console.status("Migrating the embedded database"):
             upgrade(settings)
+    else:
+        _database_ready(settings)
     if workers > 1:
         _share_metrics_between_workers(settings.prometheus_multiproc_dir)
     console.print(f"Serving on http://{host}:{port} (API docs at http://{host}:{port}/docs)")
@@ -85,12 +148,33 @@ def serve(
 @app.command()
 def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    create_database: Annotated[
+        bool, typer.Option(help="On PostgreSQL, create the database first if it is missing")
+    ] = False,
 ) -> None:
     """Bring the database schema up to date."""
     settings = _settings()
-    with console.status(f"Migrating to {revision}"):
-        upgrade(settings, revision)
-    console.print("[green]Database is up to date.[/green]")
+    with _plainly(settings):
+        if create_database and not settings.is_sqlite:
+            _create_database(settings)
+        with console.status(f"Migrating to {revision}"):
+            upgrade(settings, revision)
+    done = "is up to date" if revision == "head" else f"is at revision {escape(revision)}"
+    console.print(f"[green]Database {done}.[/green]")
+
+
+def _create_database(settings: Settings) -> None:
+    url = make_url(settings.database_url)
+    name = url.database or ""
+    try:
+        asyncio.run(_schema_problem(settings))
+    except Exception as exc:
+        if "does not exist" not in (explain_database(exc, settings.database_url) or ""):
+            raise
+        # The server's maintenance database, to run CREATE DATABASE from.
+        server = url.set(database="postgres").render_as_string(hide_password=False)
+        asyncio.run(provisioning.create_database(server, name))
+        console.print(f"Created the database {escape(name)}.")
 
 
 @app.command()
@@ -108,6 +192,7 @@ def relay(
     PostgreSQL.
     """
     settings = _settings()
+    _database_ready(settings)
     configure_logging(settings.log_level, json=settings.log_json)
     bus = "RabbitMQ" if settings.amqp_url else "the in-process bus"
     console.print(f"Relaying the outbox to {bus}; Ctrl-C stops.")
@@ -115,7 +200,8 @@ def relay(
         # Events published, handled and dead-lettered are counted in this process.
         prometheus_client.start_http_server(metrics_port, addr=metrics_host)
         console.print(f"Metrics on http://{metrics_host}:{metrics_port}/metrics")
-    asyncio.run(_relay(settings))
+    with _plainly(settings):
+        asyncio.run(_relay(settings))
 
 
 async def _relay(settings: Settings) -> None:
@@ -151,6 +237,7 @@ def worker(
             "jobs run inside `promptstack serve`.[/red]"
         )
         raise typer.Exit(2)
+    _database_ready(settings)
     composition.run_worker(
         settings,
         concurrency=concurrency or settings.job_concurrency,
@@ -218,9 +305,11 @@ def create_admin(
         )
         raise typer.Exit(2)
     settings = _settings()
+    _database_ready(settings)
     name = username or email.split("@", 1)[0]
     try:
-        user = asyncio.run(_create_admin(settings, email, password, name, role))
+        with _plainly(settings):
+            user = asyncio.run(_create_admin(settings, email, password, name, role))
     except AppError as exc:
         hint = ""
         if username is None and isinstance(exc, ValidationFailed) and exc.loc[-1:] == ("username",):

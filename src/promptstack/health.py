@@ -18,6 +18,7 @@ from promptstack.core.errors import Forbidden
 from promptstack.core.net import address_in, client_address
 from promptstack.core.settings import Settings
 from promptstack.http.dependencies import provider
+from promptstack.migrations.runner import schema_problem
 
 ContainerDep = Annotated[Container, Depends(provider(Container))]
 
@@ -75,7 +76,7 @@ async def ready(container: ContainerDep) -> JSONResponse:
 
 async def _run_checks(container: Container) -> dict[str, Check]:
     probes: dict[str, tuple[bool, Callable[[], Awaitable[None]]]] = {
-        "database": (True, container.database.ping),
+        "database": (True, lambda: _database_ready(container)),
     }
     if container.cache.status != "local":
         probes["cache"] = (False, container.cache.ping)
@@ -91,9 +92,21 @@ async def _run_checks(container: Container) -> dict[str, Check]:
     return checks
 
 
+class SchemaNotCurrent(Exception):
+    """The database answers, but its schema is not the one this code needs."""
+
+
+async def _database_ready(container: Container) -> None:
+    problem = await schema_problem(container.database.engine)
+    if problem is not None:
+        raise SchemaNotCurrent(problem)
+
+
 async def _probe(check: Callable[[], Awaitable[None]]) -> str | None:
     try:
         await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
+    except SchemaNotCurrent as exc:
+        return str(exc)
     except Exception as exc:  # any failure to answer means down
         return type(exc).__name__
     return None

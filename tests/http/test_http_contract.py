@@ -7,9 +7,11 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import APIRouter
+from sqlalchemy import text
 
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.main import create_app
+from promptstack.migrations.runner import head_revision
 from tests.conftest import make_settings
 from tests.fixtures.support import Api, assert_problem
 
@@ -95,6 +97,25 @@ async def test_readiness_checks_the_database(api: Api) -> None:
     body = response.json()
     assert body["status"] == "healthy"
     assert body["checks"]["database"]["status"] == "up"
+
+
+async def test_readiness_is_503_when_the_schema_falls_behind_the_code(api: Api) -> None:
+    async def set_revision(revision: str | None) -> None:
+        async with api.container.uow() as uow:
+            change = text("UPDATE alembic_version SET version_num = :revision")
+            await uow.session.execute(change, {"revision": revision})
+
+    await set_revision("0004")
+    try:
+        response = await api.client.get("/health/ready")
+    finally:
+        await set_revision(head_revision())  # the PostgreSQL database outlives this test
+
+    assert response.status_code == 503
+    database = response.json()["checks"]["database"]
+    assert database["status"] == "down"
+    assert "schema is at revision 0004" in database["error"]
+    assert "run `promptstack migrate`" in database["error"]
 
 
 async def test_readiness_is_503_without_a_database(tmp_path: Path) -> None:

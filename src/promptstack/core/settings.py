@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 Environment = Literal["development", "test", "staging", "production"]
 EmailBackendName = Literal["maildir", "smtp", "console"]
@@ -69,6 +71,35 @@ class FlagRule(BaseModel):
     authenticated: bool = False
     percentage: float = Field(default=0, ge=0, le=100)
     users: tuple[uuid.UUID, ...] = ()
+
+
+DATABASE_URL_FORMS = (
+    "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host:5432/name"
+)
+
+
+def checked_database_url(value: str) -> str:
+    """A database URL with the async driver this service runs on.
+
+    `sqlite://` and `postgresql://` (or `postgres://`, as hosting platforms write it) get
+    their async driver; another driver, another database or a typo is refused here, when
+    settings load, rather than deep inside the first connection.
+    """
+    try:
+        url = make_url(value.strip())
+    except ArgumentError:
+        raise ValueError(f"is not a database URL; expected {DATABASE_URL_FORMS}") from None
+    backend, _, driver = url.drivername.partition("+")
+    wanted = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "postgres": "asyncpg"}.get(backend)
+    if wanted is None:
+        raise ValueError(f"names the unknown database {backend!r}; expected {DATABASE_URL_FORMS}")
+    if driver not in ("", wanted):
+        raise ValueError(f"uses the driver {driver!r}; this service needs {backend}+{wanted}")
+    if backend == "sqlite" and not url.database:
+        raise ValueError("names no SQLite file; expected sqlite+aiosqlite:///path/to/file.db")
+    name = "sqlite" if backend == "sqlite" else "postgresql"
+    # Only the scheme changes: the rest stays as written (rendering would re-quote it).
+    return f"{name}+{wanted}" + value.strip()[len(url.drivername) :]
 
 
 class Settings(BaseSettings):
@@ -197,6 +228,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("database_url", "database_read_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return None if value is None else checked_database_url(value)
 
     @field_validator("celery_broker_url", mode="before")
     @classmethod

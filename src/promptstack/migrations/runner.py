@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptstack.core.settings import Settings
 
@@ -29,3 +33,31 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
     # The migration environment runs its own event loop, which cannot nest in this one.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(command.upgrade, config, revision).result()
+
+
+@cache
+def head_revision() -> str | None:
+    """The latest migration this version of the code ships."""
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+
+
+async def schema_problem(engine: AsyncEngine) -> str | None:
+    """Why the schema behind `engine` is not the one this code needs, or None.
+
+    A schema behind the code fails on the first query that touches what is missing; one
+    ahead of it (the code rolled back, the database not) may fail anywhere. Both are said
+    before serving, and by readiness while serving.
+    """
+    async with engine.connect() as connection:
+        current = await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+    head = head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return "the database has no schema yet: run `promptstack migrate`"
+    return (
+        f"the database schema is at revision {current}, this version needs {head}: "
+        "run `promptstack migrate` (or deploy the version that matches it)"
+    )

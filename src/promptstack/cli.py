@@ -256,7 +256,8 @@ def dead_letters(
     if settings.amqp_url is None:
         console.print("[red]Dead-letter queues exist on RabbitMQ only: set AMQP_URL.[/red]")
         raise typer.Exit(2)
-    asyncio.run(_dead_letters(settings, consumer, replay=replay, event=event))
+    with _plainly(settings):
+        asyncio.run(_dead_letters(settings, consumer, replay=replay, event=event))
 
 
 async def _dead_letters(

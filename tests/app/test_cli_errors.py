@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -198,3 +199,37 @@ def test_an_empty_database_stops_serve(fresh_postgres: str, tmp_path: Path) -> N
     result = run(["serve", "--host", "203.0.113.1"], fresh_postgres, tmp_path)
 
     assert_one_plain_error(result, "no schema yet", "run `promptstack migrate`")
+
+
+def _with_broker(tmp_path: Path, amqp: str) -> Result:
+    database = f"sqlite+aiosqlite:///{tmp_path}/app.db"
+    assert run(["migrate"], database, tmp_path).exit_code == 0
+    env = {"DATABASE_URL": database, "AMQP_URL": amqp, "ENVIRONMENT": "test"}
+    return CliRunner().invoke(app, ["dead-letters", "mail.welcome"], env=env)
+
+
+def assert_ends_in_one_plain_error(result: Result, *phrases: str) -> None:
+    """The broker's client logs its own attempt first; the command's last word is ours."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: "), result.output
+    for phrase in phrases:
+        assert phrase in last
+
+
+def test_an_unreachable_broker_is_one_line(tmp_path: Path) -> None:
+    result = _with_broker(tmp_path, "amqp://guest:guest@127.0.0.1:1/")
+
+    assert_ends_in_one_plain_error(
+        result, "cannot connect to the broker at 127.0.0.1:1", "AMQP_URL"
+    )
+
+
+def test_a_broker_that_refuses_the_user_is_one_line(tmp_path: Path, amqp_url: str) -> None:
+    parts = urlsplit(amqp_url)
+    wrong = parts._replace(netloc=f"nobody:wrong@{parts.hostname}:{parts.port or 5672}")
+
+    result = _with_broker(tmp_path, urlunsplit(wrong))
+
+    assert_ends_in_one_plain_error(result, "refused the user 'nobody'", "AMQP_URL")

@@ -95,6 +95,10 @@ class EventsServices:
 _GROUPS = (AccountsServices, JobsServices, EventsServices)
 
 
+def _values(holder: object) -> list[object]:
+    return [getattr(holder, item.name) for item in fields(holder)]  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class Container:
     """Everything `bootstrap` built: the shared floors, then one entry per domain (a
@@ -119,15 +123,10 @@ class Container:
         """Everything built, by its type, for routes to ask for (`http.dependencies.provider`);
         the container itself too, for the operational endpoints that look at all of it."""
         found: dict[type, object] = {Container: self}
-        pending: list[object] = [self]
-        while pending:
-            holder = pending.pop()
-            for item in fields(holder):  # type: ignore[arg-type]
-                value = getattr(holder, item.name)
-                if isinstance(value, _GROUPS):
-                    pending.append(value)
-                elif value is not None:
-                    found.setdefault(type(value), value)
+        for value in _values(self):
+            for service in _values(value) if isinstance(value, _GROUPS) else [value]:
+                if service is not None:
+                    found.setdefault(type(service), service)
         return found
 
     async def start_events(self) -> None:

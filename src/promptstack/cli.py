@@ -27,7 +27,7 @@ from promptstack.accounts.service import NewAccount
 from promptstack.bootstrap import bootstrap
 from promptstack.core import provisioning
 from promptstack.core.diagnostics import explain_broker, explain_database
-from promptstack.core.errors import AppError, ValidationFailed
+from promptstack.core.errors import AppError, ValidationFailed, readable
 from promptstack.core.logging import configure_logging
 from promptstack.core.settings import Settings
 from promptstack.http.server_protocol import bounded_http_protocol
@@ -50,7 +50,7 @@ def _settings() -> Settings:
             where = f" (at {inside})" if inside else ""
             console.print(
                 f"[red]Configuration error:[/red] {escape(variable)}: "
-                f"{escape(error['msg'].removeprefix('Value error, '))}{escape(where)}"
+                f"{escape(readable(error))}{escape(where)}"
             )
         raise typer.Exit(2) from exc
     except ValueError as exc:
@@ -165,16 +165,10 @@ def migrate(
 
 def _create_database(settings: Settings) -> None:
     url = make_url(settings.database_url)
-    name = url.database or ""
-    try:
-        asyncio.run(_schema_problem(settings))
-    except Exception as exc:
-        if "does not exist" not in (explain_database(exc, settings.database_url) or ""):
-            raise
-        # The server's maintenance database, to run CREATE DATABASE from.
-        server = url.set(database="postgres").render_as_string(hide_password=False)
-        asyncio.run(provisioning.create_database(server, name))
-        console.print(f"Created the database {escape(name)}.")
+    # CREATE DATABASE runs from the server's maintenance database.
+    server = url.set(database="postgres").render_as_string(hide_password=False)
+    if asyncio.run(provisioning.ensure_database(server, url.database or "")):
+        console.print(f"Created the database {escape(url.database or '')}.")
 
 
 @app.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -11,6 +13,7 @@ from promptstack.core.provisioning import (
     create_database,
     database_url,
     drop_database,
+    ensure_database,
 )
 from tests.conftest import POSTGRES_ADMIN_DSN, _worker_database_name
 
@@ -62,3 +65,22 @@ async def test_a_database_is_created_replaced_and_dropped(postgres_url: str) -> 
     assert (replaced, tables) == (url, 0)
     with pytest.raises(Exception, match="does not exist"):
         await public_tables(url)
+
+
+@pytest.mark.postgres
+async def test_ensuring_a_database_from_many_callers_at_once_creates_it_once(
+    postgres_url: str,
+) -> None:
+    name = f"{_worker_database_name()}_ensured"
+    await drop_database(POSTGRES_ADMIN_DSN, name)
+    try:
+        created = await asyncio.gather(
+            *(ensure_database(POSTGRES_ADMIN_DSN, name) for _ in range(6))
+        )
+        again = await ensure_database(POSTGRES_ADMIN_DSN, name)
+        tables = await public_tables(database_url(POSTGRES_ADMIN_DSN, name))
+    finally:
+        await drop_database(POSTGRES_ADMIN_DSN, name)
+
+    assert sorted(created) == [False] * 5 + [True]
+    assert (again, tables) == (False, 0)

@@ -21,7 +21,7 @@ _WRONG_PASSWORD = "28P01"  # noqa: S105 -- an error code, not a secret
 _NOT_ALLOWED = "28000"
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
+def causes(error: BaseException) -> Iterator[BaseException]:
     """The error, what caused it, and what it interrupted, once each."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [error]
@@ -34,35 +34,39 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
 
 
-def _server(url: str) -> str:
-    parsed = make_url(url)
-    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+def sqlstate(error: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE code for `error`, found wherever the drivers put it."""
+    for cause in causes(error):
+        state = getattr(cause, "sqlstate", None)
+        if state:
+            return str(state)
+    return None
 
 
 def explain_database(error: BaseException, url: str) -> str | None:
     """Why the database at `url` cannot be used, with a hint; None if not known."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        for cause in _chain(error):
+        for cause in causes(error):
             if isinstance(cause, sqlite3.OperationalError) and "unable to open" in str(cause):
                 return (
                     f"cannot open the SQLite file {parsed.database}: does its folder exist, "
                     "and may this user write there?"
                 )
         return None
-    server = _server(url)
-    for cause in _chain(error):
-        state = getattr(cause, "sqlstate", None)
-        if state == _NO_SUCH_DATABASE:
-            return (
-                f'the database "{parsed.database}" does not exist on {server}: create it with '
-                "`promptstack migrate --create-database`"
-            )
-        if state in (_WRONG_PASSWORD, _NOT_ALLOWED):
-            return (
-                f'PostgreSQL at {server} refused the user "{parsed.username}": '
-                "check the user and password in DATABASE_URL"
-            )
+    server = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    state = sqlstate(error)
+    if state == _NO_SUCH_DATABASE:
+        return (
+            f'the database "{parsed.database}" does not exist on {server}: create it with '
+            "`promptstack migrate --create-database`"
+        )
+    if state in (_WRONG_PASSWORD, _NOT_ALLOWED):
+        return (
+            f'PostgreSQL at {server} refused the user "{parsed.username}": '
+            "check the user and password in DATABASE_URL"
+        )
+    for cause in causes(error):
         found = _unreachable(cause, f"PostgreSQL at {server}", "DATABASE_URL")
         if found:
             return found
@@ -73,7 +77,7 @@ def explain_broker(error: BaseException, url: str, setting: str) -> str | None:
     """Why the message broker at `url` (AMQP_URL, CELERY_BROKER_URL) cannot be used."""
     parsed = urlsplit(url)
     where = f"the broker at {parsed.hostname or 'localhost'}:{parsed.port or 5672}"
-    for cause in _chain(error):
+    for cause in causes(error):
         found = _unreachable(cause, where, setting)
         if found:
             return found

@@ -7,6 +7,7 @@ same class both answers the request and describes itself in the OpenAPI schema.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 
@@ -64,6 +65,15 @@ class Conflict(AppError):
     status = 409
     code = "conflict"
     title = "Conflict with the current state"
+
+
+def readable(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message, without the "Value error, " it puts before the words
+    of a validator of ours."""
+    message = str(error.get("msg", ""))
+    if error.get("type") == "value_error":
+        return message.removeprefix("Value error, ")
+    return message
 
 
 def where(loc: list[str] | tuple[str, ...]) -> str:

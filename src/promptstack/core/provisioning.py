@@ -12,10 +12,16 @@ import re
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from promptstack.core.diagnostics import sqlstate
 
 # Plain names only: no quoting tricks, and short enough that PostgreSQL keeps them whole.
 DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# Losing a race to CREATE the same database: duplicate_database when the other has
+# committed, or a unique violation on the catalogue while it is still committing.
+_ALREADY_MADE = {"42P04", "23505"}
 
 
 class ProvisioningError(Exception):
@@ -41,10 +47,14 @@ def _checked(name: str) -> str:
     return f'"{name}"'
 
 
-async def _run(server_url: str | URL, *statements: str) -> None:
-    engine = create_async_engine(
+def _maintenance_engine(server_url: str | URL) -> AsyncEngine:
+    return create_async_engine(
         async_url(server_url), isolation_level="AUTOCOMMIT", connect_args={"timeout": 10}
     )
+
+
+async def _run(server_url: str | URL, *statements: str) -> None:
+    engine = _maintenance_engine(server_url)
     try:
         async with engine.connect() as connection:
             for statement in statements:
@@ -61,6 +71,32 @@ async def create_database(server_url: str | URL, name: str, *, replace: bool = F
         statements.insert(0, f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
     await _run(server_url, *statements)
     return database_url(server_url, name)
+
+
+async def ensure_database(server_url: str | URL, name: str) -> bool:
+    """Create database `name` unless it exists; whether this call created it.
+
+    Two callers at once (two `migrate --create-database` in a rollout) both see it
+    missing; the one whose CREATE loses the race finds it made and is content.
+    """
+    quoted = _checked(name)
+    engine = _maintenance_engine(server_url)
+    try:
+        async with engine.connect() as connection:
+            exists = await connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if exists:
+                return False
+            try:
+                await connection.execute(text(f"CREATE DATABASE {quoted}"))
+            except DBAPIError as exc:
+                if sqlstate(exc) not in _ALREADY_MADE:
+                    raise
+                return False
+            return True
+    finally:
+        await engine.dispose()
 
 
 async def drop_database(server_url: str | URL, name: str) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from promptstack.core.errors import AppError, where
+from promptstack.core.errors import AppError, readable, where
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -99,14 +99,6 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _message(error: Any) -> str:
-    """Pydantic's message, without the "Value error, " it puts before our own words."""
-    message = str(error.get("msg", ""))
-    if error.get("type") == "value_error":
-        return message.removeprefix("Value error, ")
-    return message
-
-
 def _summary(errors: list[dict[str, Any]]) -> str:
     """The first error as `field: message`, and how many more there are."""
     more = len(errors) - 1
@@ -121,7 +113,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = [
         {
             "loc": list(error.get("loc", ())),
-            "msg": _message(error),
+            "msg": readable(error),
             "type": error.get("type"),
         }
         for error in exc.errors()

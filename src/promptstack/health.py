@@ -44,7 +44,7 @@ class Readiness(BaseModel):
 
 
 @router.get("/health", response_model=Liveness)
-async def health() -> Liveness:
+async def liveness() -> Liveness:
     """The process is up. No I/O, so a slow database never gets a healthy process killed."""
     return Liveness(status="ok")
 
@@ -54,7 +54,7 @@ async def health() -> Liveness:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "The database is unreachable"}},
 )
-async def ready(container: ContainerDep) -> JSONResponse:
+async def readiness(container: ContainerDep) -> JSONResponse:
     """Whether this instance can serve.
 
     The database is required (503 without it); the cache is optional: without Redis the

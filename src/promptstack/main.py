@@ -20,6 +20,14 @@ from promptstack.core.tracing import tracer_provider
 from promptstack.exports import routes as exports_routes
 from promptstack.features import routes as features_routes
 from promptstack.http import API_V1
+from promptstack.http.docs import (
+    ASSETS_URL,
+    DOCS_POLICY,
+    DOCS_URL,
+    OAUTH2_REDIRECT_URL,
+    REDOC_URL,
+    install_docs,
+)
 from promptstack.http.middleware import (
     BodyLimitMiddleware,
     RateLimitMiddleware,
@@ -27,13 +35,15 @@ from promptstack.http.middleware import (
     SecurityHeadersMiddleware,
     TrustedHostMiddleware,
 )
+from promptstack.http.openapi import operation_id, publish_problems
 from promptstack.http.problems import install_problem_handlers
 from promptstack.jobs import routes as jobs_routes
 from promptstack.notifications import routes as notifications_routes
 
 log = get_logger(__name__)
 
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+OPENAPI_URL = "/openapi.json"
+DOCS_PATHS = frozenset({DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL})
 UNLIMITED_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
 AUTH_PATHS = (
     "/auth/register",
@@ -43,6 +53,42 @@ AUTH_PATHS = (
     "/auth/password-reset/confirm",
     "/auth/verify-email/request",
 )
+
+TAGS = [
+    {
+        "name": "auth",
+        "description": "Accounts and sessions: register, log in (OAuth2 password flow), "
+        "refresh and log out; password resets and email verification by one-time token.",
+    },
+    {
+        "name": "users",
+        "description": "Your own account (profile, password, export, closing it) and, for "
+        "administrators, everyone else's.",
+    },
+    {
+        "name": "notifications",
+        "description": "In-app notifications with an email copy: administrators send, "
+        "each user reads and marks their own.",
+    },
+    {
+        "name": "jobs",
+        "description": "Background work started by another call (an export, say): its "
+        "state, progress and result.",
+    },
+    {
+        "name": "features",
+        "description": "Feature flags as they apply to the caller, signed in or not.",
+    },
+    {
+        "name": "admin",
+        "description": "For administrators: the audit log, and the event backbone's "
+        "backlog and parked events.",
+    },
+    {
+        "name": "health",
+        "description": "Liveness and readiness for load balancers and orchestrators.",
+    },
+]
 
 
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
@@ -73,9 +119,12 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         version=__version__,
         description="A production-grade backend for AI-powered products.",
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url="/redoc" if settings.docs_enabled else None,
-        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        openapi_tags=TAGS,
+        generate_unique_id_function=operation_id,
+        # The docs pages are this app's own (`http.docs`): FastAPI's load from CDNs.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=OPENAPI_URL if settings.docs_enabled else None,
         # No redirects from /path/ to /path: they would be built from the client's Host
         # header. A trailing slash is simply a path that does not exist.
         redirect_slashes=False,
@@ -88,6 +137,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.services = container.services()
     app.state.tracer_provider = tracing
     install_problem_handlers(app)
+    publish_problems(
+        app,
+        max_body_bytes=settings.max_request_body_bytes,
+        rate_limited=lambda path: settings.rate_limit_enabled and path not in UNLIMITED_PATHS,
+    )
+    if settings.docs_enabled:
+        install_docs(app, openapi_url=OPENAPI_URL)
 
     # Added innermost first: the request context wraps everything, so even a refused
     # host or a rate-limited call carries a request id and is measured.
@@ -107,6 +163,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         SecurityHeadersMiddleware,
         hsts=settings.environment == "production",
         docs_paths=DOCS_PATHS,
+        docs_assets=ASSETS_URL,
+        docs_policy=DOCS_POLICY,
     )
     if settings.cors_origins:
         app.add_middleware(

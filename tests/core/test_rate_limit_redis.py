@@ -13,7 +13,7 @@ from tests.fixtures.redis_server import RedisServer
 
 async def test_processes_share_one_bucket(shared_redis_url: str, cache_namespace: str) -> None:
     quota = Quota(capacity=10, per_minute=1)
-    clients = [redis_client(shared_redis_url, 1.0) for _ in range(2)]
+    clients = [redis_client(shared_redis_url, 5.0) for _ in range(2)]
     limiters = [RedisRateLimiter(client, cache_namespace) for client in clients]
     try:
         decisions = await asyncio.gather(

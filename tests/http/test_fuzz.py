@@ -73,7 +73,15 @@ def errors_are_problem_documents(ctx: Any, response: Any, case: Any) -> bool | N
     return None
 
 
-CHECKS = [schemathesis.checks.not_a_server_error, errors_are_problem_documents]
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    errors_are_problem_documents,
+    # Every status answered is one the document lists for the operation, with its media
+    # type and shape: the document is what generated clients are built from.
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_schema_conformance,
+]
 
 
 @schema.parametrize()

@@ -51,12 +51,6 @@ async def test_api_answers_carry_security_headers(api: Api) -> None:
     assert "strict-transport-security" not in response.headers  # only in production
 
 
-async def test_docs_keep_working_under_their_own_policy(api: Api) -> None:
-    response = await api.client.get("/docs")
-    assert response.status_code == 200
-    assert "content-security-policy" not in response.headers
-
-
 @pytest.mark.parametrize("host", ["evil.example.org", "example.com.evil.org", "localhost"])
 async def test_an_unknown_host_is_refused(api: Api, host: str) -> None:
     response = await api.client.get("/health", headers={"Host": host})

@@ -18,18 +18,17 @@ from promptstack.core.errors import (
     InvalidCredentials,
     NotFound,
     Unauthorized,
-    ValidationFailed,
 )
 from promptstack.core.pagination import Page
 from promptstack.http import API_V1
+from promptstack.http.openapi import problem_responses
 from promptstack.http.pagination import PageDep
-from promptstack.http.problems import problem_responses
 from promptstack.http.schemas import PageOut, clean_text
 
 router = APIRouter(
     prefix=f"{API_V1}/users",
     tags=["users"],
-    responses=problem_responses(Unauthorized, ValidationFailed),
+    responses=problem_responses(Unauthorized),
 )
 
 

@@ -6,21 +6,57 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, StrictBool, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from promptstack.accounts.models import Role, Tier
 from promptstack.accounts.rules import (
     EMAIL_MAX_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    USERNAME_PATTERN,
     check_username,
     normalize_email,
     password_problem,
 )
 from promptstack.http.schemas import Input, Output, Password, clean_text, not_null, one_line
 
+# The rules below are checked by the validators; `json_schema_extra` states them in the
+# OpenAPI document, which a validator function cannot.
 Email = Annotated[
-    str, StringConstraints(max_length=EMAIL_MAX_LENGTH), AfterValidator(normalize_email)
+    str,
+    StringConstraints(max_length=EMAIL_MAX_LENGTH),
+    AfterValidator(normalize_email),
+    Field(
+        json_schema_extra={"format": "email"},
+        description="Stored normalised; unique regardless of letter case. Only ASCII before "
+        "the @; an internationalised domain must write each label in one script.",
+    ),
 ]
-Username = Annotated[str, StringConstraints(max_length=32), AfterValidator(check_username)]
+Username = Annotated[
+    str,
+    StringConstraints(max_length=32),
+    AfterValidator(check_username),
+    Field(
+        json_schema_extra={"minLength": 3, "pattern": USERNAME_PATTERN.pattern},
+        description="3 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+    ),
+]
+NewPassword = Annotated[
+    Password,
+    Field(
+        json_schema_extra={"minLength": PASSWORD_MIN_LENGTH, "maxLength": PASSWORD_MAX_LENGTH},
+        description=f"{PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters, not blank, "
+        "and neither the username nor the email address (nor the part before its @).",
+    ),
+]
 FullName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=100, strip_whitespace=True),
@@ -46,9 +82,22 @@ class UserOut(Output):
 
 
 class RegisterIn(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "username": "ada",
+                    "password": "analytical-engine-1843",
+                    "full_name": "Ada Lovelace",
+                }
+            ]
+        }
+    )
+
     email: Email
     username: Username
-    password: Password
+    password: NewPassword
     full_name: FullName | None = None
 
     @field_validator("password")
@@ -66,6 +115,12 @@ class RegisterIn(Input):
 class ProfileIn(Input):
     """Changes to one's own account; a field left out stays as it is, `null` clears it."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"full_name": "Augusta Ada King", "preferred_provider": "demo"}]
+        }
+    )
+
     email: Annotated[Email | None, not_null("cannot be removed")] = None
     username: Annotated[Username | None, not_null("cannot be removed")] = None
     full_name: FullName | None = None
@@ -73,12 +128,27 @@ class ProfileIn(Input):
 
 
 class PasswordChangeIn(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "current_password": "analytical-engine-1843",
+                    "new_password": "difference-engine-1822",
+                }
+            ]
+        }
+    )
+
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class AdminUserIn(Input):
     """Changes an administrator makes; a field left out stays as it is."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"tier": "premium", "is_beta_tester": True}]}
+    )
 
     role: Annotated[Role | None, not_null()] = None
     is_active: Annotated[StrictBool | None, not_null()] = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Response
-from pydantic import AfterValidator
 
 from promptstack.accounts.dependencies import (
     AccountServiceDep,
@@ -18,6 +17,7 @@ from promptstack.accounts.schemas import RegisterIn, UserOut
 from promptstack.accounts.service import NewAccount
 from promptstack.accounts.session_schemas import (
     EmailIn,
+    LoginForm,
     PasswordResetIn,
     RefreshIn,
     TokenIn,
@@ -31,12 +31,11 @@ from promptstack.core.errors import (
     InvalidToken,
     TooManyRequests,
     Unauthorized,
-    ValidationFailed,
 )
 from promptstack.http import API_V1
 from promptstack.http.dependencies import ClientAddress
-from promptstack.http.problems import problem_responses
-from promptstack.http.schemas import Accepted, Password, clean_text
+from promptstack.http.openapi import problem_response, problem_responses
+from promptstack.http.schemas import Accepted
 
 router = APIRouter(prefix=f"{API_V1}/auth", tags=["auth"])
 
@@ -54,7 +53,7 @@ def _tokens(pair: TokenPair, response: Response) -> TokenOut:
     "/register",
     status_code=201,
     response_model=UserOut,
-    responses=problem_responses(Conflict, ValidationFailed),
+    responses=problem_responses(Conflict),
 )
 async def register(body: RegisterIn, accounts: AccountServiceDep, address: ClientAddress) -> User:
     """Create an account. A welcome email and an email-verification link follow."""
@@ -72,15 +71,13 @@ async def register(body: RegisterIn, accounts: AccountServiceDep, address: Clien
 @router.post(
     "/login",
     response_model=TokenOut,
-    responses=problem_responses(InvalidCredentials, TooManyRequests, ValidationFailed),
+    responses={
+        **problem_responses(InvalidCredentials),
+        429: problem_response("Too many failed logins for this account: it is locked a while"),
+    },
 )
 async def login(
-    username: Annotated[
-        str,
-        Form(min_length=1, max_length=320, description="Email or username"),
-        AfterValidator(clean_text),
-    ],
-    password: Annotated[Password, Form()],
+    form: Annotated[LoginForm, Form()],
     auth: AuthServiceDep,
     address: ClientAddress,
     response: Response,
@@ -91,7 +88,7 @@ async def login(
     `error_description` (RFC 6749, section 5.2), which OAuth2 clients such as the
     docs' "Authorize" dialog show."""
     try:
-        pair = await auth.login(username, password, address)
+        pair = await auth.login(form.username, form.password, address)
     except InvalidCredentials as exc:
         raise _oauth2(exc, "invalid_grant") from None
     except TooManyRequests as exc:
@@ -127,7 +124,7 @@ async def request_password_reset(
 @router.post(
     "/password-reset/confirm",
     status_code=204,
-    responses=problem_responses(InvalidToken, ValidationFailed),
+    responses=problem_responses(InvalidToken),
 )
 async def confirm_password_reset(body: PasswordResetIn, recovery: RecoveryDep) -> None:
     await recovery.reset_password(body.token, body.new_password)

@@ -14,12 +14,12 @@ from promptstack.admin.schemas import BacklogOut, ParkedEventOut
 from promptstack.audit.dependencies import AuditLogDep
 from promptstack.audit.models import AuditEntry
 from promptstack.audit.schemas import AuditEntryOut
-from promptstack.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from promptstack.core.errors import Forbidden, NotFound, Unauthorized
 from promptstack.core.pagination import Page
 from promptstack.events.models import Backlog, OutboxMessage
 from promptstack.http import API_V1
+from promptstack.http.openapi import problem_responses
 from promptstack.http.pagination import PageDep
-from promptstack.http.problems import problem_responses
 from promptstack.http.schemas import Accepted, PageOut
 
 router = APIRouter(prefix=f"{API_V1}/admin", tags=["admin"])
@@ -28,7 +28,7 @@ router = APIRouter(prefix=f"{API_V1}/admin", tags=["admin"])
 @router.get(
     "/audit-log",
     response_model=PageOut[AuditEntryOut],
-    responses=problem_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=problem_responses(Unauthorized, Forbidden),
 )
 async def audit_log(
     _admin: AdminUser,
@@ -55,7 +55,7 @@ async def event_backlog(_admin: AdminUser, events: EventAdminDep) -> Backlog:
 @router.get(
     "/events/parked",
     response_model=PageOut[ParkedEventOut],
-    responses=problem_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=problem_responses(Unauthorized, Forbidden),
 )
 async def parked_events(
     _admin: AdminUser, events: EventAdminDep, page: PageDep
@@ -68,7 +68,7 @@ async def parked_events(
     "/events/{event_id}/replay",
     status_code=202,
     response_model=Accepted,
-    responses=problem_responses(Unauthorized, Forbidden, NotFound, ValidationFailed),
+    responses=problem_responses(Unauthorized, Forbidden, NotFound),
 )
 async def replay_event(admin: AdminUser, events: EventAdminDep, event_id: uuid.UUID) -> Accepted:
     """Put a parked event back in line with a fresh set of attempts."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from promptstack.accounts.dependencies import CurrentUser
-from promptstack.core.errors import Unauthorized, ValidationFailed
+from promptstack.core.errors import Unauthorized
 from promptstack.exports.dependencies import AccountExportsDep
 from promptstack.http import API_V1
 from promptstack.http.dependencies import ClientAddress
-from promptstack.http.problems import problem_responses
+from promptstack.http.openapi import problem_responses
 from promptstack.jobs.schemas import JobAccepted
 
-router = APIRouter(prefix=API_V1, responses=problem_responses(Unauthorized, ValidationFailed))
+router = APIRouter(prefix=API_V1, responses=problem_responses(Unauthorized))
 
 
 @router.post("/users/me/export", status_code=202, response_model=JobAccepted, tags=["users"])

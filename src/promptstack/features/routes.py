@@ -9,7 +9,7 @@ from promptstack.core.errors import Unauthorized
 from promptstack.features.dependencies import FeatureFlagsDep
 from promptstack.features.schemas import FeaturesOut
 from promptstack.http import API_V1
-from promptstack.http.problems import problem_responses
+from promptstack.http.openapi import problem_responses
 
 router = APIRouter(prefix=f"{API_V1}/features", tags=["features"])
 

@@ -243,25 +243,34 @@ class SecurityHeadersMiddleware:
         (b"cross-origin-opener-policy", b"same-origin"),
         (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
     )
-    # The interactive docs load Swagger UI's script and styles from a CDN.
-    _DOCS = (
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
-    )
 
-    def __init__(self, app: ASGIApp, *, hsts: bool, docs_paths: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        hsts: bool,
+        docs_paths: frozenset[str],
+        docs_assets: str,
+        docs_policy: str,
+    ) -> None:
+        """`docs_paths` and every path under `docs_assets` are the interactive docs'
+        pages and files, which run scripts: they get `docs_policy` instead."""
         self.app = app
         self.docs_paths = docs_paths
+        self.docs_assets = docs_assets.rstrip("/") + "/"
         transport = ((b"strict-transport-security", b"max-age=31536000"),) if hsts else ()
         self.api_headers = self._API + transport
-        self.docs_headers = self._DOCS + transport
+        docs = ((b"content-security-policy", docs_policy.encode()),)
+        self.docs_headers = self._API[:-1] + docs + transport
+
+    def _is_docs(self, path: str) -> bool:
+        return path in self.docs_paths or path.startswith(self.docs_assets)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self.docs_headers if scope["path"] in self.docs_paths else self.api_headers
+        extra = self.docs_headers if self._is_docs(scope["path"]) else self.api_headers
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -69,18 +69,6 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
-def problem_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for the errors a route may answer with."""
-    responses: dict[int | str, dict[str, Any]] = {}
-    for error in errors:
-        entry = responses.setdefault(
-            error.status,
-            {"model": Problem, "description": "", "content": {PROBLEM_MEDIA_TYPE: {}}},
-        )
-        entry["description"] = "; ".join(filter(None, [entry["description"], error.title]))
-    return responses
-
-
 def _request_id(request: Request) -> str | None:
     value = getattr(request.state, "request_id", None)
     return value if isinstance(value, str) else None
@@ -175,51 +163,3 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    _document_problems(app)
-
-
-_UNDECODABLE_BODY = "The body could not be decoded (not UTF-8, or a malformed form)"
-
-
-def _document_problems(app: FastAPI) -> None:
-    """Make the OpenAPI document say what the handlers above really send.
-
-    FastAPI documents every 422 as its own `application/json` shape, adds
-    `application/json` beside every declared error, and never documents the 400 it
-    answers when a body does not decode. Here every error is
-    `application/problem+json` only (a `ValidationProblem` for 422), and every
-    operation with a body gains its 400.
-    """
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = build()
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Problem, ValidationProblem):
-            found = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas.update(found.pop("$defs", {}))
-            schemas[model.__name__] = found
-        for operations in schema.get("paths", {}).values():
-            for operation in operations.values():
-                responses = operation.setdefault("responses", {})
-                for status, response in responses.items():
-                    if status.isdigit() and int(status) >= 400:
-                        shape = "ValidationProblem" if status == "422" else "Problem"
-                        response["content"] = _problem_content(shape)
-                if "requestBody" in operation and "400" not in responses:
-                    responses["400"] = {
-                        "description": _UNDECODABLE_BODY,
-                        "content": _problem_content("Problem"),
-                    }
-        for unused in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(unused, None)
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _problem_content(model: str) -> dict[str, Any]:
-    return {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model}"}}}

@@ -7,14 +7,14 @@ import uuid
 from fastapi import APIRouter
 
 from promptstack.accounts.dependencies import CurrentUser
-from promptstack.core.errors import NotFound, Unauthorized, ValidationFailed
+from promptstack.core.errors import NotFound, Unauthorized
 from promptstack.http import API_V1
-from promptstack.http.problems import problem_responses
+from promptstack.http.openapi import problem_responses
 from promptstack.jobs.dependencies import JobServiceDep
 from promptstack.jobs.models import Job
 from promptstack.jobs.schemas import JobOut
 
-router = APIRouter(prefix=API_V1, responses=problem_responses(Unauthorized, ValidationFailed))
+router = APIRouter(prefix=API_V1, responses=problem_responses(Unauthorized))
 
 
 @router.get(

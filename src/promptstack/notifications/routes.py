@@ -7,11 +7,11 @@ import uuid
 from fastapi import APIRouter
 
 from promptstack.accounts.dependencies import AdminUser, CurrentUser
-from promptstack.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from promptstack.core.errors import Forbidden, NotFound, Unauthorized
 from promptstack.core.pagination import Page
 from promptstack.http import API_V1
+from promptstack.http.openapi import problem_responses
 from promptstack.http.pagination import PageDep
-from promptstack.http.problems import problem_responses
 from promptstack.http.schemas import PageOut
 from promptstack.notifications.dependencies import NotificationServiceDep
 from promptstack.notifications.models import Notification
@@ -25,7 +25,7 @@ from promptstack.notifications.schemas import (
 router = APIRouter(
     prefix=f"{API_V1}/notifications",
     tags=["notifications"],
-    responses=problem_responses(Unauthorized, ValidationFailed),
+    responses=problem_responses(Unauthorized),
 )
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, ConfigDict, StringConstraints
 
 from promptstack.http.schemas import Accepted, Input, Output, clean_text, one_line
 
@@ -25,6 +25,18 @@ Message = Annotated[
 
 
 class NotificationIn(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "0b9f4c1e-2d3a-4e5f-8a7b-6c5d4e3f2a1b",
+                    "subject": "Your export is ready",
+                    "message": "Download it from your account page within seven days.",
+                }
+            ]
+        }
+    )
+
     user_id: uuid.UUID
     subject: Subject
     message: Message

@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from promptstack import __version__, health
+from promptstack.accounts import page_routes, session_routes
 from promptstack.accounts import routes as accounts_routes
-from promptstack.accounts import session_routes
 from promptstack.admin import routes as admin_routes
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.logging import configure_logging, get_logger
@@ -36,6 +36,7 @@ from promptstack.http.middleware import (
     TrustedHostMiddleware,
 )
 from promptstack.http.openapi import operation_id, publish_problems
+from promptstack.http.pages import PAGE_POLICY
 from promptstack.http.problems import install_problem_handlers
 from promptstack.jobs import routes as jobs_routes
 from promptstack.notifications import routes as notifications_routes
@@ -43,7 +44,7 @@ from promptstack.notifications import routes as notifications_routes
 log = get_logger(__name__)
 
 OPENAPI_URL = "/openapi.json"
-DOCS_PATHS = frozenset({DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL})
+DOCS_PAGES = (DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL, ASSETS_URL + "/")
 UNLIMITED_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
 AUTH_PATHS = (
     "/auth/register",
@@ -153,7 +154,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             limiter=container.rate_limiter,
             general=Quota(settings.rate_limit_burst, settings.rate_limit_per_minute),
             auth=Quota(settings.auth_rate_limit_per_minute, settings.auth_rate_limit_per_minute),
-            auth_paths=frozenset(API_V1 + path for path in AUTH_PATHS),
+            auth_paths=frozenset(API_V1 + path for path in AUTH_PATHS) | set(page_routes.PAGES),
             exempt_paths=UNLIMITED_PATHS,
             tokens=container.accounts.tokens,
             trusted_proxies=settings.trusted_proxy_networks,
@@ -162,9 +163,10 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_middleware(
         SecurityHeadersMiddleware,
         hsts=settings.environment == "production",
-        docs_paths=DOCS_PATHS,
-        docs_assets=ASSETS_URL,
-        docs_policy=DOCS_POLICY,
+        page_policies=[
+            *((path, DOCS_POLICY) for path in DOCS_PAGES),
+            *((path, PAGE_POLICY) for path in page_routes.PAGES),
+        ],
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -187,6 +189,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
 
     app.include_router(health.router)
     for module in (
+        page_routes,
         session_routes,
         accounts_routes,
         exports_routes,

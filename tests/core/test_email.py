@@ -24,12 +24,14 @@ import promptstack.core.email as email_module
 from promptstack.core.email import (
     ConsoleMailer,
     Email,
+    Link,
     MaildirMailer,
     SmtpMailer,
     build_mailer,
+    compose,
 )
 from promptstack.core.settings import Settings
-from tests.fixtures.support import Api
+from tests.fixtures.support import Api, plain_text
 
 SENDER = "Prompt Stack <no-reply@promptstack.local>"
 SENDER_ADDRESS = "no-reply@promptstack.local"
@@ -60,9 +62,7 @@ def _read_maildir(path: Path) -> list[mailbox.MaildirMessage]:
 
 
 def _body(message: Message) -> str:
-    payload = message.get_payload(decode=True)
-    assert isinstance(payload, bytes)
-    return payload.decode()
+    return plain_text(message)
 
 
 async def test_maildir_concurrent_first_deliveries_create_the_folder(tmp_path: Path) -> None:
@@ -131,6 +131,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: Message
+    raw: bytes
 
     @property
     def body(self) -> str:
@@ -150,6 +151,7 @@ class Collector:
             envelope.mail_from,
             list(envelope.rcpt_tos),
             message_from_bytes(envelope.original_content, policy=default_policy),
+            envelope.original_content,
         )
         with self.lock:
             self.messages.append(received)
@@ -206,6 +208,38 @@ async def test_smtp_delivers_to_a_real_server(smtp_server: SmtpServer) -> None:
     assert received.message["To"] == "dave@example.com"
     assert received.message["Subject"] == "Über SMTP"
     assert received.body == "Hello Dave,\n\näöü ✓\n"
+
+
+async def test_smtp_parts_are_7bit_or_base64_never_quoted_printable(
+    smtp_server: SmtpServer,
+) -> None:
+    link = "http://127.0.0.1:8000/reset-password?token=" + "A" * 43
+    email = compose("fay@example.com", "Links", ["Grüße, Fay. Your link:", Link("Open", link)])
+    await build_mailer(_settings(**smtp_server.settings())).send(email)
+
+    [received] = smtp_server.collector.messages
+    encodings = {
+        part.get_content_type(): part["Content-Transfer-Encoding"]
+        for part in received.message.walk()
+        if not part.is_multipart()
+    }
+    # A server may lack 8BITMIME, so text that is not ASCII goes as base64.
+    assert encodings == {"text/plain": "base64", "text/html": "base64"}
+    assert b"quoted-printable" not in received.raw
+    assert link in _body(received.message)
+
+
+async def test_an_ascii_email_goes_as_readable_7bit(smtp_server: SmtpServer) -> None:
+    link = "http://127.0.0.1:8000/verify-email?token=" + "b" * 43
+    await build_mailer(_settings(**smtp_server.settings())).send(
+        compose("gil@example.com", "Confirm", ["Hello Gil.", Link("Confirm", link)])
+    )
+    [received] = smtp_server.collector.messages
+    assert {part["Content-Transfer-Encoding"] for part in received.message.walk()} == {
+        None,
+        "7bit",
+    }
+    assert link.encode() in received.raw  # whole, on one line, in the bytes sent
 
 
 async def test_smtp_uses_the_configured_sender(smtp_server: SmtpServer) -> None:
@@ -305,7 +339,7 @@ async def test_registration_delivers_through_smtp(
     assert not (settings.maildir_path).exists()  # nothing went to the Maildir instead
 
     [verification] = [m for m in received if m.message["Subject"].startswith("Confirm")]
-    token = verification.body.split("verify-email:\n\n", 1)[1].split()[0]
+    token = verification.body.split("verify-email instead:\n", 1)[1].split()[0]
     response = await api.client.post("/api/v1/auth/verify-email", json={"token": token})
     assert response.status_code == 204
     await api.login(account)

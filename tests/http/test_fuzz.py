@@ -85,6 +85,8 @@ CHECKS = [
 
 
 @schema.parametrize()
+# Schemathesis's own strategies draw from `random` now and then; nothing of ours does.
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 @settings(
     max_examples=30,
     deadline=None,

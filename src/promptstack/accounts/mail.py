@@ -16,11 +16,15 @@ from promptstack.accounts.repository import UserRepository
 from promptstack.accounts.session_models import ActionToken, TokenPurpose
 from promptstack.accounts.session_repository import ActionTokenRepository
 from promptstack.core.clock import Clock
-from promptstack.core.email import Email, Mailer
+from promptstack.core.email import Link, Mailer, compose
 from promptstack.core.ids import IdSource
 from promptstack.core.security import hash_token, new_secret_token
 from promptstack.core.settings import Settings
 from promptstack.core.unit_of_work import UnitOfWork
+
+# The paths the links open, on this app (`page_routes`) or on FRONTEND_URL's client.
+VERIFY_PAGE = "/verify-email"
+RESET_PAGE = "/reset-password"
 
 
 class AccountMail:
@@ -44,50 +48,58 @@ class AccountMail:
         await self.welcome(user)
 
     async def welcome(self, user: User) -> None:
+        app = self.settings.app_name
         await self.mailer.send(
-            Email(
-                to=user.email,
-                subject=f"Welcome to {self.settings.app_name}",
-                body=(
-                    f"Hello {user.full_name or user.username},\n\n"
-                    f"your {self.settings.app_name} account '{user.username}' is ready.\n"
-                ),
-            ),
+            compose(
+                user.email,
+                f"Welcome to {app}",
+                [
+                    f"Hello {user.full_name or user.username},",
+                    f"your {app} account '{user.username}' is ready. A second email asks "
+                    "you to confirm this address.",
+                ],
+            )
         )
 
     async def verification(self, uow: UnitOfWork, user: User) -> None:
-        lifetime = timedelta(hours=self.settings.email_verification_expire_hours)
-        token = await self._issue(uow, user, TokenPurpose.EMAIL_VERIFICATION, lifetime)
-        link = self._link("verify-email", token)
+        hours = self.settings.email_verification_expire_hours
+        token = await self._issue(
+            uow, user, TokenPurpose.EMAIL_VERIFICATION, timedelta(hours=hours)
+        )
         await self.mailer.send(
-            Email(
-                to=user.email,
-                subject="Confirm your email address",
-                body=(
-                    "Confirm this address by opening\n\n"
-                    f"  {link}\n\nor by sending this token to POST /api/v1/auth/verify-email:\n\n"
-                    f"  {token}\n\nIt is valid for {self.settings.email_verification_expire_hours}"
-                    " hours.\n"
-                ),
-            ),
+            compose(
+                user.email,
+                "Confirm your email address",
+                [
+                    f"Confirm this address ({user.email}) for your {self.settings.app_name} "
+                    f"account '{user.username}':",
+                    Link("Confirm my address", self._link(VERIFY_PAGE, token)),
+                    f"The link works for {hours} hours. A program can send the token to "
+                    f"POST /api/v1/auth/verify-email instead:\n{token}",
+                ],
+            )
         )
 
     async def password_reset(self, uow: UnitOfWork, user: User) -> None:
-        lifetime = timedelta(minutes=self.settings.password_reset_expire_minutes)
-        token = await self._issue(uow, user, TokenPurpose.PASSWORD_RESET, lifetime)
-        link = self._link("reset-password", token)
+        minutes = self.settings.password_reset_expire_minutes
+        token = await self._issue(
+            uow, user, TokenPurpose.PASSWORD_RESET, timedelta(minutes=minutes)
+        )
         await self.mailer.send(
-            Email(
-                to=user.email,
-                subject="Reset your password",
-                body=(
-                    "Someone asked to reset the password of this account. If it was you, open\n\n"
-                    f"  {link}\n\nor send this token with a new password to "
-                    f"POST /api/v1/auth/password-reset/confirm:\n\n  {token}\n\n"
-                    f"It works once, for {self.settings.password_reset_expire_minutes} minutes. "
-                    "If it was not you, ignore this message.\n"
-                ),
-            ),
+            compose(
+                user.email,
+                "Reset your password",
+                [
+                    "Someone asked to reset the password of your "
+                    f"{self.settings.app_name} account '{user.username}'. If it was you, "
+                    "choose a new one:",
+                    Link("Choose a new password", self._link(RESET_PAGE, token)),
+                    f"The link works once, for {minutes} minutes. A program can send the "
+                    "token with the new password to POST /api/v1/auth/password-reset/confirm "
+                    f"instead:\n{token}",
+                    "If it was not you, ignore this message: the password stays as it is.",
+                ],
+            )
         )
 
     async def _issue(
@@ -110,4 +122,6 @@ class AccountMail:
         return token
 
     def _link(self, page: str, token: str) -> str:
-        return f"{self.settings.public_base_url.rstrip('/')}/{page}?{urlencode({'token': token})}"
+        """A link to this app's page (`accounts.page_routes`) or to the client's."""
+        base = self.settings.frontend_url or self.settings.public_base_url
+        return f"{base.rstrip('/')}{page}?{urlencode({'token': token})}"

@@ -94,6 +94,7 @@ class ValidationFailed(AppError):
 
     def __init__(self, detail: str, *, loc: tuple[str, ...], **kwargs: Any) -> None:
         self.loc = loc
+        self.rule = detail  # the message without the field's name
         error = {"loc": list(loc), "msg": detail, "type": "value_error"}
         super().__init__(f"{where(loc)}: {detail}", extra={"errors": [error]}, **kwargs)
 

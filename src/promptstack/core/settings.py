@@ -209,6 +209,9 @@ class Settings(BaseSettings):
     smtp_use_tls: bool = False
     smtp_timeout: float = Field(default=10.0, gt=0)
     public_base_url: str = "http://127.0.0.1:8000"
+    # Where the links in account emails point: this app's own pages by default, or a
+    # client that serves /verify-email?token= and /reset-password?token= itself.
+    frontend_url: str | None = None
 
     # --- features: flags ---------------------------------------------------------------------
     # Flag name -> rule, added to the built-in flags (features/service.py) or replacing

@@ -11,6 +11,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -245,32 +246,29 @@ class SecurityHeadersMiddleware:
     )
 
     def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        hsts: bool,
-        docs_paths: frozenset[str],
-        docs_assets: str,
-        docs_policy: str,
+        self, app: ASGIApp, *, hsts: bool, page_policies: Sequence[tuple[str, str]] = ()
     ) -> None:
-        """`docs_paths` and every path under `docs_assets` are the interactive docs'
-        pages and files, which run scripts: they get `docs_policy` instead."""
+        """`page_policies` pairs a path (or, ending in "/", every path below it) with the
+        content security policy of the pages served there, which run in a browser."""
         self.app = app
-        self.docs_paths = docs_paths
-        self.docs_assets = docs_assets.rstrip("/") + "/"
         transport = ((b"strict-transport-security", b"max-age=31536000"),) if hsts else ()
         self.api_headers = self._API + transport
-        docs = ((b"content-security-policy", docs_policy.encode()),)
-        self.docs_headers = self._API[:-1] + docs + transport
+        self.page_headers = [
+            (where, (*self._API[:-1], (b"content-security-policy", policy.encode()), *transport))
+            for where, policy in page_policies
+        ]
 
-    def _is_docs(self, path: str) -> bool:
-        return path in self.docs_paths or path.startswith(self.docs_assets)
+    def _headers(self, path: str) -> tuple[tuple[bytes, bytes], ...]:
+        for where, headers in self.page_headers:
+            if path == where or (where.endswith("/") and path.startswith(where)):
+                return headers
+        return self.api_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self.docs_headers if self._is_docs(scope["path"]) else self.api_headers
+        extra = self._headers(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

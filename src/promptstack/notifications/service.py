@@ -14,7 +14,7 @@ from promptstack.accounts.models import Role, UserSnapshot
 from promptstack.accounts.repository import UserRepository
 from promptstack.audit.service import Auditor
 from promptstack.core.clock import Clock
-from promptstack.core.email import Email, Mailer
+from promptstack.core.email import Mailer, compose
 from promptstack.core.errors import Forbidden, NotFound
 from promptstack.core.ids import IdSource
 from promptstack.core.pagination import Page, PageRequest
@@ -109,16 +109,13 @@ class NotificationService:
             return
         app = self.settings.app_name
         await self.mailer.send(
-            Email(
-                to=user.email,
+            compose(
+                user.email,
                 # One line even if a future sender forgets to check: a header must not break.
-                subject=" ".join(event.subject.split()),
-                body=(
-                    f"Hello {user.full_name or user.username},\n\n"
-                    f"{event.message}\n\n"
-                    f"-- \nSent by the {app} administrators. This message is also in your "
-                    f"{app} notifications (GET /api/v1/notifications).\n"
-                ),
+                " ".join(event.subject.split()),
+                [f"Hello {user.full_name or user.username},", event.message],
+                footer=f"Sent by the {app} administrators. This message is also in your "
+                f"{app} notifications (GET /api/v1/notifications).",
             )
         )
 

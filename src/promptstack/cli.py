@@ -8,36 +8,30 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import prometheus_client
 import typer
-import uvicorn
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from promptstack import bootstrap as composition
-from promptstack.accounts.models import Role
-from promptstack.accounts.service import NewAccount
-from promptstack.bootstrap import bootstrap
-from promptstack.core import provisioning
-from promptstack.core.diagnostics import explain_broker, explain_database
-from promptstack.core.errors import AppError, ValidationFailed, readable
-from promptstack.core.logging import configure_logging
-from promptstack.core.settings import Settings
-from promptstack.http.server_protocol import bounded_http_protocol
-from promptstack.migrations.runner import schema_problem, upgrade
+if TYPE_CHECKING:
+    from promptstack.core.settings import Settings
+
+# Each command imports what it needs when it runs, so that `--help` and a typo answer at
+# once instead of loading SQLAlchemy, Celery, uvicorn and the whole service first.
 
 app = typer.Typer(help="Prompt Stack: run and administer the service.", no_args_is_help=True)
 console = Console(stderr=True)
 
 
 def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from promptstack.core.errors import readable
+    from promptstack.core.settings import Settings
+
     try:
         return Settings()
     except ValidationError as exc:
@@ -73,6 +67,8 @@ def _plainly(settings: Settings) -> Iterator[None]:
     except (typer.Exit, KeyboardInterrupt):
         raise
     except Exception as exc:
+        from promptstack.core.diagnostics import explain_broker, explain_database
+
         reason = explain_database(exc, settings.database_url)
         for setting, url in (
             ("AMQP_URL", settings.amqp_url),
@@ -92,10 +88,10 @@ def _database_ready(settings: Settings) -> None:
     folder, a command would otherwise create an empty file there and fail on a table.
     """
     if settings.is_sqlite:
-        path = make_url(settings.database_url).database or ""
-        if path != ":memory:" and not Path(path).exists():
+        path = _sqlite_path(settings)
+        if path is not None and not path.exists():
             raise _fail(
-                f"there is no database at {Path(path).resolve()}: run `promptstack migrate` "
+                f"there is no database at {path.resolve()}: run `promptstack migrate` "
                 "(or `serve`) first, in the folder you serve from, or set DATABASE_URL to the "
                 "database `serve` uses."
             )
@@ -105,7 +101,29 @@ def _database_ready(settings: Settings) -> None:
         raise _fail(problem)
 
 
+def _sqlite_path(settings: Settings) -> Path | None:
+    """The SQLite file DATABASE_URL names, or None for an in-memory database."""
+    from sqlalchemy.engine import make_url
+
+    path = make_url(settings.database_url).database or ""
+    return None if path in {"", ":memory:"} else Path(path)
+
+
+def _sqlite_folder_ready(settings: Settings) -> None:
+    """A new SQLite file needs its folder: say so before the driver fails to open it."""
+    path = _sqlite_path(settings)
+    if path is not None and not path.parent.is_dir():
+        raise _fail(
+            f"cannot create the database {path.resolve()}: the folder "
+            f"{path.parent.resolve()} does not exist. Create it, or set DATABASE_URL."
+        )
+
+
 async def _schema_problem(settings: Settings) -> str | None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from promptstack.migrations.runner import schema_problem
+
     engine = create_async_engine(settings.database_url)
     try:
         return await schema_problem(engine)
@@ -121,8 +139,14 @@ def serve(
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development)")] = False,
 ) -> None:
     """Serve the API. The embedded SQLite database is migrated first."""
+    import uvicorn
+
+    from promptstack.http.server_protocol import bounded_http_protocol
+    from promptstack.migrations.runner import upgrade
+
     settings = _settings()
     if settings.is_sqlite:
+        _sqlite_folder_ready(settings)
         with _plainly(settings), console.status("Migrating the embedded database"):
             upgrade(settings)
     else:
@@ -153,7 +177,11 @@ def migrate(
     ] = False,
 ) -> None:
     """Bring the database schema up to date."""
+    from promptstack.migrations.runner import upgrade
+
     settings = _settings()
+    if settings.is_sqlite:
+        _sqlite_folder_ready(settings)
     with _plainly(settings):
         if create_database and not settings.is_sqlite:
             _create_database(settings)
@@ -164,6 +192,10 @@ def migrate(
 
 
 def _create_database(settings: Settings) -> None:
+    from sqlalchemy.engine import make_url
+
+    from promptstack.core import provisioning
+
     url = make_url(settings.database_url)
     # CREATE DATABASE runs from the server's maintenance database.
     server = url.set(database="postgres").render_as_string(hide_password=False)
@@ -185,9 +217,13 @@ def relay(
     without it, events are handled in this process. Any number may run side by side on
     PostgreSQL.
     """
+    import prometheus_client
+
+    from promptstack.core.logging import configure_logging
+
     settings = _settings()
     _database_ready(settings)
-    configure_logging(settings.log_level, json=settings.log_json)
+    configure_logging(settings.log_level, json=settings.logs_as_json)
     bus = "RabbitMQ" if settings.amqp_url else "the in-process bus"
     console.print(f"Relaying the outbox to {bus}; Ctrl-C stops.")
     if metrics_port is not None:
@@ -199,6 +235,8 @@ def relay(
 
 
 async def _relay(settings: Settings) -> None:
+    from promptstack.bootstrap import bootstrap
+
     container = bootstrap(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -232,7 +270,9 @@ def worker(
         )
         raise typer.Exit(2)
     _database_ready(settings)
-    composition.run_worker(
+    from promptstack.bootstrap import run_worker
+
+    run_worker(
         settings,
         concurrency=concurrency or settings.job_concurrency,
         loglevel=loglevel.upper(),
@@ -257,6 +297,11 @@ def dead_letters(
 async def _dead_letters(
     settings: Settings, consumer: str, *, replay: bool, event: str | None
 ) -> None:
+    from rich.table import Table
+
+    from promptstack.bootstrap import bootstrap
+    from promptstack.bootstrap import dead_letters as dead_letter_queue
+
     container = bootstrap(settings)
     try:
         known = sorted(c.name for c in container.events.consumers)
@@ -265,7 +310,7 @@ async def _dead_letters(
                 f"[red]Unknown consumer {escape(consumer)!r}; one of: {', '.join(known)}[/red]"
             )
             raise typer.Exit(2)
-        letters = composition.dead_letters(settings, consumer)
+        letters = dead_letter_queue(settings, consumer)
         if replay:
             moved = await letters.replay(event)
             console.print(
@@ -286,19 +331,25 @@ async def _dead_letters(
     Console().print(table)
 
 
+class AdminRole(StrEnum):
+    """The roles create-admin hands out (accounts' Role; users register through the API)."""
+
+    ADMIN = "admin"
+    SUPER_ADMIN = "super_admin"
+
+
 @app.command("create-admin")
 def create_admin(
     email: Annotated[str, typer.Option(help="The administrator's email")],
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
     username: Annotated[str | None, typer.Option(help="Defaults to the email's local part")] = None,
-    role: Annotated[Role, typer.Option(help="admin or super_admin")] = Role.SUPER_ADMIN,
+    role: Annotated[AdminRole, typer.Option(help="The administrator's role")] = (
+        AdminRole.SUPER_ADMIN
+    ),
 ) -> None:
     """Create an administrator account."""
-    if role is Role.USER:
-        console.print(
-            "[red]create-admin makes administrators; use the API to register users.[/red]"
-        )
-        raise typer.Exit(2)
+    from promptstack.core.errors import AppError, ValidationFailed
+
     settings = _settings()
     _database_ready(settings)
     name = username or email.split("@", 1)[0]
@@ -315,12 +366,16 @@ def create_admin(
 
 
 async def _create_admin(
-    settings: Settings, email: str, password: str, username: str, role: Role
+    settings: Settings, email: str, password: str, username: str, role: AdminRole
 ) -> str:
+    from promptstack.accounts.models import Role
+    from promptstack.accounts.service import NewAccount
+    from promptstack.bootstrap import bootstrap
+
     container = bootstrap(settings)
     try:
         user = await container.accounts.service.register(
-            NewAccount(email=email, username=username, password=password), role=role
+            NewAccount(email=email, username=username, password=password), role=Role(role.value)
         )
         return f"{user.username} <{user.email}>"
     finally:

@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     """Build the app. Tests hand in a container; a server builds one from the environment."""
     container = container or bootstrap(settings)
     settings = container.settings
-    configure_logging(settings.log_level, json=settings.log_json)
+    configure_logging(settings.log_level, json=settings.logs_as_json)
     tracing = tracer_provider(settings)
 
     @asynccontextmanager

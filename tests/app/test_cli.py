@@ -253,7 +253,26 @@ def test_create_admin_refuses_to_make_a_plain_user(tmp_path: Path) -> None:
         ["create-admin", "--email", "u@example.com", "--password", PASSWORD, "--role", "user"], env
     )
     assert result.exit_code == 2
-    assert "administrators" in _said(result)
+    assert "is not one of 'admin', 'super_admin'" in " ".join(
+        _said(result).replace("│", " ").split()
+    )
+
+
+def test_help_loads_none_of_the_service() -> None:
+    """`--help` and a mistyped command answer without importing what the commands run."""
+    probe = (
+        "import sys\n"
+        "from promptstack.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('sqlalchemy', 'fastapi', 'celery', 'uvicorn', 'aio_pika', 'redis',\n"
+        "         'promptstack.bootstrap', 'promptstack.core.settings')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "Commands" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_create_admin_prompts_for_the_password_twice(settings: Settings, tmp_path: Path) -> None:

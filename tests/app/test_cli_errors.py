@@ -114,6 +114,16 @@ def test_an_unopenable_sqlite_file_is_one_line(tmp_path: Path, args: list[str]) 
     assert_one_plain_error(result, f"{tmp_path}/no/such/folder/app.db")
 
 
+@pytest.mark.parametrize("args", [["migrate"], ["serve", "--host", "203.0.113.1"]])
+def test_a_missing_sqlite_folder_is_named_before_anything_opens(
+    tmp_path: Path, args: list[str]
+) -> None:
+    result = run(args, f"sqlite+aiosqlite:///{tmp_path}/absent/app.db", tmp_path)
+
+    assert_one_plain_error(result, f"the folder {tmp_path}/absent does not exist")
+    assert not (tmp_path / "absent").exists()
+
+
 @pytest.mark.parametrize("args", [arg for arg in COMMANDS if arg.id != "migrate"])
 def test_a_command_run_elsewhere_finds_no_database_and_makes_none(
     tmp_path: Path, args: list[str]

@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object a line, carrying the request id of the request.
+"""Structured logging: one JSON object a line (or, for a person, one readable line,
+coloured on a terminal), carrying the request id of the request.
 
 The standard library's loggers (uvicorn, SQLAlchemy) are routed through the same
 processors so every line has one shape.
@@ -24,7 +25,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         structlog.processors.StackInfoRenderer(),
     ]
     renderer: Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -113,7 +113,9 @@ class Settings(BaseSettings):
     app_name: str = "Prompt Stack"
     environment: Environment = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_json: bool = True
+    # JSON lines for log collectors, or coloured lines for a person; unset, JSON
+    # everywhere but in development.
+    log_json: bool | None = None
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
     # --- core: the database ------------------------------------------------------------------
@@ -286,6 +288,10 @@ class Settings(BaseSettings):
         """Whether the serving process relays the outbox itself: by default when there
         is no broker, so one command runs everything."""
         return self.amqp_url is None if self.embedded_relay is None else self.embedded_relay
+
+    @property
+    def logs_as_json(self) -> bool:
+        return self.environment != "development" if self.log_json is None else self.log_json
 
     @property
     def is_sqlite(self) -> bool:

@@ -185,7 +185,7 @@ def run_worker(
     loglevel: str,
 ) -> None:
     """Run a Celery worker on `CELERY_QUEUE` until it is stopped (blocks)."""
-    configure_logging(loglevel, json=settings.log_json)
+    configure_logging(loglevel, json=settings.logs_as_json)
     app = create_celery(settings)
     runtime = WorkerRuntime(settings, build)
     register_run_job(app, settings, runtime)

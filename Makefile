@@ -4,61 +4,81 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# What each installs, pinned with hashes: exported from uv.lock by `make lock`.
+SERVE  := $(VENV)/.installed-serve
+DEV    := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck check-imports format migrate clean
+.PHONY: run test lint typecheck check-imports format migrate clean lock
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+# pip checks every hash and that nothing unpinned is pulled in; the project itself goes
+# in last, editable, without looking at its dependencies again.
+$(SERVE): requirements/serve.txt pyproject.toml | $(BIN)/python
+	@echo "Installing what serving needs into $(VENV) (a minute or so the first time)"
+	$(BIN)/python -m pip install --require-hashes --progress-bar on -r requirements/serve.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+$(DEV): $(SERVE) requirements/dev.txt
+	@echo "Adding the development tools to $(VENV)"
+	$(BIN)/python -m pip install --require-hashes --progress-bar on -r requirements/dev.txt
 	@touch $@
 
 ## Serve on http://127.0.0.1:8000 (docs at /docs) on the embedded SQLite database.
-run: $(STAMP)
+run: $(SERVE)
 	$(BIN)/promptstack serve
 
 ## Lint, type-check, check the layers, and run the whole test suite.
-test: $(STAMP) lint typecheck check-imports
+test: $(DEV) lint typecheck check-imports
 	$(BIN)/python -m pytest -n auto
 
 ## The whole suite with line coverage (threads and SQLAlchemy's greenlets followed).
 .PHONY: coverage
-coverage: $(STAMP)
+coverage: $(DEV)
 	$(BIN)/python -m pytest -n auto --cov --cov-report=term
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy
 
-check-imports: $(STAMP)
+check-imports: $(DEV)
 	$(BIN)/lint-imports
 
-format: $(STAMP)
+format: $(DEV)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-migrate: $(STAMP)
+migrate: $(SERVE)
 	$(BIN)/promptstack migrate
 
 ## Benchmark the service against a bare JWT app (needs wrk); flags via BENCH_ARGS="...".
 .PHONY: bench
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## Benchmark the event backbone over RabbitMQ against bare aio-pika; flags via BENCH_ARGS.
 .PHONY: bench-events
-bench-events: $(STAMP)
+bench-events: $(DEV)
 	$(BIN)/python bench/events.py $(BENCH_ARGS)
 
 ## Measure Argon2 verifications (logins) per core with the configured parameters.
 .PHONY: bench-logins
-bench-logins: $(STAMP)
+bench-logins: $(DEV)
 	$(BIN)/python bench/logins.py $(BENCH_ARGS)
+
+## Resolve the dependencies again after a change to pyproject.toml, into uv.lock and the
+## pinned requirement files `make run` and `make test` install from.
+lock: $(DEV)
+	$(BIN)/uv lock
+	$(BIN)/uv export --frozen --quiet --no-emit-project --extra postgres --extra otel -o requirements/serve.txt
+	$(BIN)/uv export --frozen --quiet --no-emit-project --all-extras -o requirements/dev.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -341,7 +341,16 @@ class AdminRole(StrEnum):
 @app.command("create-admin")
 def create_admin(
     email: Annotated[str, typer.Option(help="The administrator's email")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            show_default=False,
+            help="Asked for twice, unseen, when left out (which keeps it out of the history)",
+        ),
+    ] = "",
     username: Annotated[str | None, typer.Option(help="Defaults to the email's local part")] = None,
     role: Annotated[AdminRole, typer.Option(help="The administrator's role")] = (
         AdminRole.SUPER_ADMIN

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from promptstack.core.clock import FrozenClock
 from tests.fixtures.support import PASSWORD, Account, Api, assert_problem
 
@@ -90,6 +92,24 @@ async def test_wrong_password_and_unknown_user_look_the_same(api: Api) -> None:
         assert body["error"] == "invalid_grant"
         assert body["error_description"] == body["detail"]
     assert wrong.json() | {"request_id": None} == unknown.json() | {"request_id": None}
+
+
+@pytest.mark.parametrize(
+    "form", [{"username": "ada"}, {"password": "x"}, {}, {"username": "", "password": "x"}]
+)
+async def test_a_login_form_it_cannot_read_is_oauth2_s_invalid_request(
+    api: Api, form: dict[str, str]
+) -> None:
+    response = await api.client.post("/api/v1/auth/login", data=form)
+    body = assert_problem(response, 422, "validation_error")
+    assert body["error"] == "invalid_request"
+    assert body["error_description"] == body["detail"]
+    assert body["errors"]
+
+
+async def test_other_routes_answer_a_422_without_oauth2_members(api: Api) -> None:
+    body = assert_problem(await api.client.post("/api/v1/auth/refresh", json={}), 422)
+    assert "error" not in body
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(api: Api) -> None:

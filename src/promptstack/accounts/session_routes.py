@@ -35,9 +35,12 @@ from promptstack.core.errors import (
 from promptstack.http import API_V1
 from promptstack.http.dependencies import ClientAddress
 from promptstack.http.openapi import problem_response, problem_responses
+from promptstack.http.problems import validation_members
 from promptstack.http.schemas import Accepted
 
 router = APIRouter(prefix=f"{API_V1}/auth", tags=["auth"])
+# The token endpoint's own router: a form it cannot read is OAuth2's `invalid_request`.
+token_router = APIRouter(route_class=validation_members(error="invalid_request"))
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -68,7 +71,7 @@ async def register(body: RegisterIn, accounts: AccountServiceDep, address: Clien
     )
 
 
-@router.post(
+@token_router.post(
     "/login",
     response_model=TokenOut,
     responses={
@@ -140,3 +143,6 @@ async def request_verification(body: EmailIn, recovery: RecoveryDep) -> Accepted
     """Send a new verification link. Always 202, like the password reset request."""
     await recovery.request_verification(body.email)
     return Accepted()
+
+
+router.include_router(token_router)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.routing import Match
 
 from promptstack.core.errors import AppError, readable, where
@@ -95,6 +98,31 @@ def _summary(errors: list[dict[str, Any]]) -> str:
     )
 
 
+class _ValidationWithMembers(RequestValidationError):
+    def __init__(self, error: RequestValidationError, members: dict[str, str]) -> None:
+        super().__init__(error.errors(), body=error.body)
+        self.members = members
+
+
+def validation_members(**members: str) -> type[APIRoute]:
+    """A route class whose 422 problem also carries `members`: a token endpoint's
+    OAuth2 `error`, which OAuth2 clients read where they ignore the rest."""
+
+    class Route(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handle = super().get_route_handler()
+
+            async def handle_with_members(request: Request) -> Response:
+                try:
+                    return await handle(request)
+                except RequestValidationError as exc:
+                    raise _ValidationWithMembers(exc, members) from None
+
+            return handle_with_members
+
+    return Route
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Only location, message and kind: echoing the input could leak a password or be huge.
@@ -107,13 +135,16 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         for error in exc.errors()
     ]
     detail = _summary(errors) if errors else "The request is not valid."
+    members = exc.members if isinstance(exc, _ValidationWithMembers) else {}
+    if "error" in members:
+        members = {**members, "error_description": detail}
     return problem_response(
         _request_id(request),
         status=422,
         code="validation_error",
         title="The request is not valid",
         detail=detail,
-        extra={"errors": errors},
+        extra={"errors": errors, **members},
     )
 
 

@@ -1,8 +1,9 @@
 """A small HTTP/1.1 keep-alive load generator on asyncio streams: the fallback for wrk.
 
 `bench/run.py --loadgen python` runs it, pinned to the client CPU, when wrk cannot be
-installed. It opens N connections, each sending one GET after another for D seconds, and
-prints one JSON object: requests/sec, p50, p99, requests, non-2xx answers, socket errors.
+installed. It opens N connections, each sending the same request one after another for D
+seconds (a GET, or `--method` with a `--body`, sent as `--content-type`), and prints one
+JSON object: requests/sec, p50, p99, requests, non-2xx answers, socket errors.
 
 Raw streams rather than httpx on purpose: on the machine this was written on, httpx's
 AsyncClient with 32 connections reached ~200 requests/sec with its core at 100%, slower
@@ -78,12 +79,31 @@ def _percentile(ordered: Sequence[float], share: float) -> float:
     return ordered[index] * 1000.0
 
 
-async def run(url: str, headers: list[str], connections: int, seconds: float) -> dict[str, float]:
+def build_request(
+    url: str, headers: list[str], method: str, body: str | None, content_type: str
+) -> tuple[str, int, bytes]:
+    """The host, port and bytes of the one request every connection sends over and over."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    path = parts.path or "/"
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", *headers, "", ""]
-    request = "\r\n".join(lines).encode()
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}", *headers]
+    payload = b""
+    if body is not None:
+        payload = body.encode()
+        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(payload)}"]
+    return host, port, "\r\n".join([*lines, "", ""]).encode() + payload
+
+
+async def run(
+    url: str,
+    headers: list[str],
+    connections: int,
+    seconds: float,
+    method: str = "GET",
+    body: str | None = None,
+    content_type: str = "application/json",
+) -> dict[str, float]:
+    host, port, request = build_request(url, headers, method, body, content_type)
     tally = Tally()
     started = time.monotonic()
     deadline = started + seconds
@@ -108,8 +128,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds")
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
+    parser.add_argument("--method", default="GET")
+    parser.add_argument("--body", help="the request body, sent with a Content-Length")
+    parser.add_argument("--content-type", default="application/json", help="of the --body")
     args = parser.parse_args(argv)
-    coroutine = run(args.url, args.header, args.connections, args.duration)
+    coroutine = run(
+        args.url,
+        args.header,
+        args.connections,
+        args.duration,
+        method=args.method.upper(),
+        body=args.body,
+        content_type=args.content_type,
+    )
     try:
         import uvloop  # noqa: PLC0415 -- optional; it comes with uvicorn[standard]
     except ImportError:

@@ -1,4 +1,4 @@
-"""Benchmark GET /api/v1/users/me against a bare FastAPI + PyJWT app, side by side.
+"""Benchmark the service's HTTP path against a bare FastAPI app, side by side.
 
 For each mode (`embedded`: SQLite in a temporary folder; `scaleout`: PostgreSQL and
 Redis) this starts the service and the bare app (`bench/bare_app.py`), each as one
@@ -7,6 +7,17 @@ another CPU, alternating the two for several rounds. What it reports is each tar
 requests per second and latency, and the ratio service/bare per round: the share of the
 bare app's throughput that the service keeps. Both run in the same minutes on the same
 CPU, so the ratio holds up on a noisy machine far better than either rate alone.
+
+Each scenario pairs one request to the service with the least the bare app can do to
+answer it, and they run one after another against the same two servers:
+
+- `me`: GET /api/v1/users/me against a JWT check alone (GET /me);
+- `list`: GET /api/v1/notifications?limit=20 for a user with 25 notifications, sent
+  through the API by an administrator the CLI made, against a JWT check and one SELECT
+  of the same 20 rows (GET /notifications);
+- `write`: PATCH /api/v1/users/me setting `full_name` against a JWT check and one
+  UPDATE ... RETURNING in a transaction (PATCH /me). Its report adds the service's
+  p99/p50: every connection is a writer, and the tail shows how they queue.
 
 Run `python bench/run.py --help`. This is not part of the test suite.
 """
@@ -60,12 +71,26 @@ from harness import (
 
 from promptstack.core.provisioning import database_url
 
-MODES = ("embedded", "scaleout")
 Mode = Literal["embedded", "scaleout"]
+MODES: tuple[Mode, ...] = ("embedded", "scaleout")
+ScenarioName = Literal["me", "list", "write"]
+SCENARIOS: tuple[ScenarioName, ...] = ("me", "list", "write")
 TargetName = Literal["service", "bare"]
 
 ME_PATH = "/api/v1/users/me"
+NOTIFICATIONS_PATH = "/api/v1/notifications"
 APP_NAME = "Prompt Stack"  # the token issuer; both apps read APP_NAME from the environment
+# The service's defaults (core/settings.py), set outright: the bare app sizes its
+# PostgreSQL pool from the same two settings, so `--set` changes both apps alike.
+POOL_SIZE = 10
+MAX_OVERFLOW = 20
+PAGE = 20  # list: the page size asked for, and the bare app's
+NOTIFICATIONS = 25  # list: seeded for the bench user, more than a page
+SEED_TIMEOUT_SECONDS = 60.0
+JSON_TYPE = "application/json"
+WRITER_NAME = "Bench Writer"
+# write: the service's p99 should stay within this many times its p50 (embedded, 32 writers).
+TAIL_GOAL = 5.0
 # A client pinned to a core that is this busy may be the bottleneck itself.
 CLIENT_BUSY = 0.9
 
@@ -75,6 +100,7 @@ CLIENT_BUSY = 0.9
 @dataclass(frozen=True)
 class Options:
     modes: tuple[Mode, ...]
+    scenarios: tuple[ScenarioName, ...]
     rounds: int
     duration: int
     warmup: int
@@ -97,8 +123,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python bench/run.py",
         description=(
-            "Benchmark GET /api/v1/users/me (service) against a bare FastAPI app that only "
-            "verifies the same JWT (bare), alternating them round by round."
+            "Benchmark the service against a bare FastAPI app that does the least the same "
+            "request needs (bare), alternating them round by round, in three scenarios: "
+            "me (GET /api/v1/users/me against a JWT check), list (GET "
+            "/api/v1/notifications?limit=20 against a JWT check and one SELECT) and write "
+            "(PATCH /api/v1/users/me against a JWT check and one UPDATE ... RETURNING)."
         ),
         epilog="Needs wrk (apt-get install wrk) and taskset (util-linux). Linux only.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -110,12 +139,25 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         choices=MODES,
         help="mode to run; repeat for several (default: both)",
     )
+    parser.add_argument(
+        "--scenario",
+        dest="scenarios",
+        action="append",
+        choices=SCENARIOS,
+        help="scenario to run in each mode, in the order given; repeat for several "
+        "(default: all three, in the order me, list, write)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="rounds per target")
     parser.add_argument("--duration", type=int, default=10, help="seconds per round")
     parser.add_argument(
         "--warmup", type=int, default=2, help="seconds of unrecorded load per target first"
     )
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=32,
+        help="connections of the load generator (in the write scenario, concurrent writers)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument(
         "--loadgen",
@@ -185,6 +227,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         parser.error("--database must be a plain lowercase name containing 'bench'")
     return Options(
         modes=tuple(dict.fromkeys(args.modes or MODES)),
+        scenarios=tuple(dict.fromkeys(args.scenarios or SCENARIOS)),
         rounds=args.rounds,
         duration=args.duration,
         warmup=args.warmup,
@@ -338,15 +381,72 @@ def uvicorn_command(tools: Tools, cpu: int, *app: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Scenario:
+    """One request to the service and, for the bare app, the least work that answers it."""
+
+    name: ScenarioName
+    method: str
+    service_path: str
+    bare_path: str
+    baseline: str  # what the bare app does, for the report
+    body: str | None = None
+    tail_goal: float | None = None  # the service's p99/p50 to report and hold to
+
+
+SCENARIO_OF: dict[ScenarioName, Scenario] = {
+    "me": Scenario("me", "GET", ME_PATH, "/me", "bare JWT check"),
+    "list": Scenario(
+        "list",
+        "GET",
+        f"{NOTIFICATIONS_PATH}?limit={PAGE}",
+        "/notifications",
+        "bare JWT check + SELECT",
+    ),
+    "write": Scenario(
+        "write",
+        "PATCH",
+        ME_PATH,
+        "/me",
+        "bare JWT check + UPDATE",
+        body=json.dumps({"full_name": WRITER_NAME}),
+        tail_goal=TAIL_GOAL,
+    ),
+}
+
+
+@dataclass(frozen=True)
 class Target:
     name: TargetName
     server: Server
     path: str
     token: str
+    method: str = "GET"
+    body: str | None = None  # JSON
+    script: Path | None = None  # for wrk, whose flags can say neither a method nor a body
 
 
-def service_token(base_url: str) -> str:
-    """Register a user through the API and log in: the access token the service issued."""
+@dataclass(frozen=True)
+class Account:
+    id: str
+    token: str
+
+
+def authorization(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def log_in(client: httpx.Client, username: str, password: str) -> str:
+    """The access token the service issues for these credentials."""
+    login = client.post("/api/v1/auth/login", data={"username": username, "password": password})
+    if login.status_code != 200:
+        raise BenchError(f"login answered {login.status_code}: {login.text}")
+    token: str = login.json()["access_token"]
+    return token
+
+
+def bench_user(base_url: str) -> Account:
+    """Register a user through the API and log in: its id and the access token the
+    service issued, which every scenario's service target sends."""
     password = secrets.token_urlsafe(18)
     username = f"bench_{secrets.token_hex(4)}"
     with httpx.Client(base_url=base_url, timeout=60.0) as client:
@@ -356,11 +456,7 @@ def service_token(base_url: str) -> str:
         )
         if registered.status_code != 201:
             raise BenchError(f"register answered {registered.status_code}: {registered.text}")
-        login = client.post("/api/v1/auth/login", data={"username": username, "password": password})
-        if login.status_code != 200:
-            raise BenchError(f"login answered {login.status_code}: {login.text}")
-        token: str = login.json()["access_token"]
-        return token
+        return Account(id=registered.json()["id"], token=log_in(client, username, password))
 
 
 def bare_token(settings: dict[str, str], lifetime: timedelta) -> str:
@@ -378,19 +474,131 @@ def bare_token(settings: dict[str, str], lifetime: timedelta) -> str:
     return jwt.encode(claims, settings["SECRET_KEY"], algorithm=settings["JWT_ALGORITHM"])
 
 
+def seed_notifications(base_url: str, admin: tuple[str, str], user: Account) -> None:
+    """Send the bench user NOTIFICATIONS notifications through the API as an administrator,
+    and wait until they are all in its inbox.
+
+    Delivery is asynchronous (the outbox relay in the server process), so the inbox is
+    polled up to a deadline; all of them rather than the first page, since one delivered
+    late would be newest and change the page the scenario reads.
+    """
+    with httpx.Client(base_url=base_url, timeout=60.0) as client:
+        admin_token = log_in(client, *admin)
+        for number in range(1, NOTIFICATIONS + 1):
+            sent = client.post(
+                NOTIFICATIONS_PATH,
+                headers=authorization(admin_token),
+                json={
+                    "user_id": user.id,
+                    "subject": f"Bench notification {number}",
+                    "message": f"Number {number} of {NOTIFICATIONS}, for the list scenario.",
+                },
+            )
+            if sent.status_code != 202:
+                raise BenchError(f"sending a notification answered {sent.status_code}: {sent.text}")
+        deadline = time.monotonic() + SEED_TIMEOUT_SECONDS
+        while True:
+            inbox = client.get(
+                NOTIFICATIONS_PATH,
+                params={"limit": NOTIFICATIONS},
+                headers=authorization(user.token),
+            )
+            if inbox.status_code != 200:
+                raise BenchError(f"the inbox answered {inbox.status_code}: {inbox.text}")
+            delivered = len(inbox.json()["items"])
+            if delivered == NOTIFICATIONS:
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"{delivered} of {NOTIFICATIONS} notifications were delivered within "
+                    f"{SEED_TIMEOUT_SECONDS:.0f} s"
+                )
+            time.sleep(0.1)
+
+
+def lua_string(text: str) -> str:
+    """`text` as a Lua long string, which needs no escapes (`text` must not start with a
+    line break, which Lua would drop)."""
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def wrk_script(path: Path, method: str, body: str | None) -> Path:
+    lines = [f'wrk.method = "{method}"']
+    if body is not None:
+        lines += [f"wrk.body = {lua_string(body)}", f'wrk.headers["Content-Type"] = "{JSON_TYPE}"']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def targets_of(
+    scenario: Scenario,
+    servers: dict[TargetName, Server],
+    user: Account,
+    settings: dict[str, str],
+    workdir: Path,
+) -> dict[TargetName, Target]:
+    """The scenario's two targets. The bare app of `me` gets a token of its own, for no
+    user, as it reads no row; in the others both apps read or write the bench user's
+    rows, so both get the token the service issued it."""
+    bare = bare_token(settings, timedelta(days=1)) if scenario.name == "me" else user.token
+    script = None
+    if scenario.method != "GET" or scenario.body is not None:
+        script = wrk_script(workdir / f"{scenario.name}.lua", scenario.method, scenario.body)
+
+    def target(name: TargetName, path: str, token: str) -> Target:
+        return Target(name, servers[name], path, token, scenario.method, scenario.body, script)
+
+    return {
+        "service": target("service", scenario.service_path, user.token),
+        "bare": target("bare", scenario.bare_path, bare),
+    }
+
+
 def probe(target: Target) -> httpx.Response:
-    return httpx.get(
+    headers = authorization(target.token)
+    if target.body is not None:
+        headers["Content-Type"] = JSON_TYPE
+    return httpx.request(
+        target.method,
         target.server.url + target.path,
-        headers={"Authorization": f"Bearer {target.token}"},
+        headers=headers,
+        content=target.body,
         timeout=10.0,
     )
 
 
-def check_target(target: Target) -> None:
-    """One request by hand before any load: it must be a 200, or the figures mean nothing."""
+def check_target(target: Target) -> Any:
+    """One request by hand before any load: it must be a 200, or the figures mean nothing.
+    The answer's JSON."""
     answer = probe(target)
     if answer.status_code != 200:
         raise BenchError(f"{target.name} answered {answer.status_code}: {answer.text}")
+    return answer.json()
+
+
+def check_targets(scenario: Scenario, targets: dict[TargetName, Target], user: Account) -> None:
+    """Both targets answer 200 and, beyond `me`, what the scenario asks for: else the
+    ratio would compare different work."""
+    answers = {name: check_target(target) for name, target in targets.items()}
+    if scenario.name == "list":
+        listed: dict[TargetName, list[Any]] = {}
+        for name, answer in answers.items():
+            items = answer.get("items") or []
+            if len(items) != PAGE or answer.get("next_cursor") is None:
+                raise BenchError(
+                    f"{name} answered {str(answer)[:300]}: expected {PAGE} notifications "
+                    "and a next cursor"
+                )
+            listed[name] = [item.get("id") for item in items]
+        if listed["service"] != listed["bare"]:
+            raise BenchError(f"the two apps listed different notifications: {listed}")
+    elif scenario.name == "write":
+        for name, answer in answers.items():
+            if answer.get("id") != user.id or answer.get("full_name") != WRITER_NAME:
+                raise BenchError(f"{name} answered {answer}: expected {user.id} renamed")
 
 
 # --------------------------------------------------------------------------- load
@@ -417,6 +625,7 @@ def drive(
             "--latency",
             "--header",
             header,
+            *(["--script", str(target.script)] if target.script is not None else []),
             url,
         ]
     else:
@@ -429,6 +638,9 @@ def drive(
             str(seconds),
             "--header",
             header,
+            "--method",
+            target.method,
+            *(["--body", target.body] if target.body is not None else []),
             url,
         ]
     command = pinned(tools.taskset, options.client_cpu, command)
@@ -451,6 +663,9 @@ def drive(
             f"{options.loadgen} failed ({done.returncode}):\n{done.stderr or done.stdout}"
         )
     if options.loadgen == "wrk":
+        if target.script is not None and done.stderr.strip():
+            # wrk says a script's error and carries on with plain GETs, exiting 0.
+            raise BenchError(f"wrk could not run {target.script}:\n{done.stderr}")
         return parse_wrk(done.stdout), server_cpu, client_cpu
     return LoadFigures(**json.loads(done.stdout)), server_cpu, client_cpu
 
@@ -506,9 +721,8 @@ def finish_py_spy(process: subprocess.Popen[bytes], output: Path | None) -> None
 
 
 @dataclass
-class ModeResult:
-    mode: Mode
-    settings: dict[str, str]
+class ScenarioResult:
+    scenario: Scenario
     samples: dict[TargetName, list[Sample]] = field(
         default_factory=lambda: {"service": [], "bare": []}
     )
@@ -520,6 +734,17 @@ class ModeResult:
     def ratios(self) -> list[float]:
         pairs = zip(self.samples["service"], self.samples["bare"], strict=True)
         return [s.rps / b.rps for s, b in pairs if b.rps > 0]
+
+    def tail_ratios(self) -> list[float]:
+        """The service's p99 over its p50, per round: how far the slowest requests stray."""
+        return [s.p99_ms / s.p50_ms for s in self.samples["service"] if s.p50_ms > 0]
+
+
+@dataclass
+class ModeResult:
+    mode: Mode
+    settings: dict[str, str]
+    scenarios: dict[ScenarioName, ScenarioResult] = field(default_factory=dict)
 
 
 def service_settings(mode: Mode, options: Options, workdir: Path) -> dict[str, str]:
@@ -536,6 +761,8 @@ def service_settings(mode: Mode, options: Options, workdir: Path) -> dict[str, s
         "RATE_LIMIT_BURST": str(10**9),
         "EMAIL_BACKEND": "maildir",
         "MAILDIR_PATH": str(workdir / "mail"),
+        "DATABASE_POOL_SIZE": str(POOL_SIZE),
+        "DATABASE_MAX_OVERFLOW": str(MAX_OVERFLOW),
     }
     if mode == "embedded":
         settings["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
@@ -546,9 +773,10 @@ def service_settings(mode: Mode, options: Options, workdir: Path) -> dict[str, s
     return settings | options.settings
 
 
-def migrate(tools: Tools, env: dict[str, str], workdir: Path) -> None:
+def cli(tools: Tools, env: dict[str, str], workdir: Path, *args: str) -> None:
+    """Run a promptstack command with the service's environment, as an operator would."""
     done = subprocess.run(  # noqa: S603 -- our own fixed command
-        [tools.promptstack, "migrate"],
+        [tools.promptstack, *args],
         env=env,
         cwd=workdir,
         capture_output=True,
@@ -557,7 +785,16 @@ def migrate(tools: Tools, env: dict[str, str], workdir: Path) -> None:
         timeout=300,
     )
     if done.returncode != 0:
-        raise BenchError(f"promptstack migrate failed:\n{done.stdout}\n{done.stderr}")
+        raise BenchError(f"promptstack {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def create_admin(tools: Tools, env: dict[str, str], workdir: Path) -> tuple[str, str]:
+    """An administrator made with the CLI, since the API makes none: its email and
+    password. Only an administrator may send the list scenario's notifications."""
+    email = f"bench_admin_{secrets.token_hex(4)}@example.com"
+    password = secrets.token_urlsafe(18)
+    cli(tools, env, workdir, "create-admin", "--email", email, "--password", password)
+    return email, password
 
 
 def run_mode(mode: Mode, options: Options, tools: Tools) -> ModeResult:
@@ -587,32 +824,39 @@ def _run_servers(
     # The service is started by uvicorn itself rather than `promptstack serve`, after an
     # explicit `promptstack migrate`: the same command for both modes and both apps, and
     # the flags that matter here (one worker, no reload, no access log) said outright.
-    migrate(tools, env, workdir)
-    service = Server(
-        "service",
-        uvicorn_command(tools, options.server_cpu, "promptstack.main:create_app"),
-        env,
-        workdir,
-    )
-    bare = Server(
-        "bare",
-        uvicorn_command(
-            tools, options.server_cpu, "--app-dir", str(BENCH_DIR), "bare_app:create_app"
+    cli(tools, env, workdir, "migrate")
+    admin = create_admin(tools, env, workdir) if "list" in options.scenarios else None
+    servers: dict[TargetName, Server] = {
+        "service": Server(
+            "service",
+            uvicorn_command(tools, options.server_cpu, "promptstack.main:create_app"),
+            env,
+            workdir,
         ),
-        env,
-        workdir,
-    )
+        "bare": Server(
+            "bare",
+            uvicorn_command(
+                tools, options.server_cpu, "--app-dir", str(BENCH_DIR), "bare_app:create_app"
+            ),
+            env,
+            workdir,
+        ),
+    }
+    service, bare = servers["service"], servers["bare"]
     try:
         for server, ready in ((service, "/health/ready"), (bare, "/health")):
             server.start()
             server.wait_ready(ready)
-        targets: dict[TargetName, Target] = {
-            "service": Target("service", service, ME_PATH, service_token(service.url)),
-            "bare": Target("bare", bare, "/me", bare_token(settings, timedelta(days=1))),
-        }
-        for target in targets.values():
-            check_target(target)
-        measure(result, targets, options, tools)
+        user = bench_user(service.url)
+        if admin is not None:
+            seed_notifications(service.url, admin, user)
+        # One scenario after another against the same two servers; each is checked just
+        # before its load, as the one before may have changed what it reads.
+        for name in options.scenarios:
+            scenario = SCENARIO_OF[name]
+            targets = targets_of(scenario, servers, user, settings, workdir)
+            check_targets(scenario, targets, user)
+            result.scenarios[name] = measure(result.mode, scenario, targets, options, tools)
     except BenchError as exc:
         raise BenchError(
             f"{exc}\n--- service log ---\n{service.log_tail()}\n--- bare log ---\n{bare.log_tail()}"
@@ -623,11 +867,17 @@ def _run_servers(
 
 
 def measure(
-    result: ModeResult, targets: dict[TargetName, Target], options: Options, tools: Tools
-) -> None:
+    mode: Mode,
+    scenario: Scenario,
+    targets: dict[TargetName, Target],
+    options: Options,
+    tools: Tools,
+) -> ScenarioResult:
+    result = ScenarioResult(scenario)
+    label = f"{mode} {scenario.name}"
     result.loadavg_before = os.getloadavg()
     if options.warmup:
-        say(f"{result.mode}: warming up ({options.warmup} s each)")
+        say(f"{label}: warming up ({options.warmup} s each)")
         for target in targets.values():
             drive(tools, options, target, options.warmup)
     for round_ in range(1, options.rounds + 1):
@@ -640,21 +890,22 @@ def measure(
             )
             result.samples[name].append(sample)
             say(
-                f"{result.mode} {round_}/{options.rounds} {name:7} {sample.rps:7.0f} rps "
+                f"{label} {round_}/{options.rounds} {name:7} {sample.rps:7.0f} rps "
                 f"p50 {sample.p50_ms:6.2f} p99 {sample.p99_ms:7.2f} ms "
                 f"cpu {sample.server_cpu:4.0%} client {sample.client_cpu:4.0%}"
             )
-            note_trouble(result, targets[name], sample)
+            note_trouble(label, result, targets[name], sample)
     result.loadavg_after = os.getloadavg()
     if options.profile_dir is not None:
         suffix = "svg" if options.profile_format == "flamegraph" else "speedscope.json"
-        path = options.profile_dir.resolve() / f"profile-{result.mode}.{suffix}"
-        say(f"{result.mode}: profiling the service for {options.duration} s (not counted)")
+        path = options.profile_dir.resolve() / f"profile-{mode}-{scenario.name}.{suffix}"
+        say(f"{label}: profiling the service for {options.duration} s (not counted)")
         drive(tools, options, targets["service"], options.duration, profile=path)
         result.profile = str(path) if path.exists() else None
+    return result
 
 
-def note_trouble(result: ModeResult, target: Target, sample: Sample) -> None:
+def note_trouble(label: str, result: ScenarioResult, target: Target, sample: Sample) -> None:
     problems = []
     if sample.non_2xx or sample.socket_errors:
         # The figures of such a round measure the error path; one request tells which.
@@ -673,13 +924,21 @@ def note_trouble(result: ModeResult, target: Target, sample: Sample) -> None:
     for problem in problems:
         message = f"round {sample.round}, {target.name}: {problem}"
         result.warnings.append(message)
-        say(f"{result.mode}: {message}", "yellow")
+        say(f"{label}: {message}", "yellow")
 
 
 # --------------------------------------------------------------------------- report
 
 
 def summarize(result: ModeResult) -> dict[str, Any]:
+    return {
+        "settings": result.settings,
+        "scenarios": {name: summarize_scenario(r) for name, r in result.scenarios.items()},
+    }
+
+
+def summarize_scenario(result: ScenarioResult) -> dict[str, Any]:
+    scenario = result.scenario
     targets: dict[str, Any] = {}
     for name, samples in result.samples.items():
         targets[name] = {
@@ -692,10 +951,24 @@ def summarize(result: ModeResult) -> dict[str, Any]:
             "rounds": [asdict(s) for s in samples],
         }
     ratios = result.ratios()
-    return {
-        "settings": result.settings,
+    summary: dict[str, Any] = {
+        "scenario": scenario.name,
+        "requests": {
+            "service": f"{scenario.method} {scenario.service_path}",
+            "bare": f"{scenario.method} {scenario.bare_path}",
+            "body": scenario.body,
+        },
         "targets": targets,
         "ratio_service_over_bare": {"per_round": ratios, **spread(ratios)},
+    }
+    if scenario.tail_goal is not None:
+        tails = result.tail_ratios()
+        summary["service_p99_over_p50"] = {
+            "per_round": tails,
+            **spread(tails),
+            "goal": scenario.tail_goal,
+        }
+    return summary | {
         "loadavg_before": result.loadavg_before,
         "loadavg_after": result.loadavg_after,
         "warnings": result.warnings,
@@ -703,7 +976,12 @@ def summarize(result: ModeResult) -> dict[str, Any]:
     }
 
 
-def print_table(mode: Mode, summary: dict[str, Any], rounds: int) -> None:
+def print_tables(mode: Mode, summary: dict[str, Any], rounds: int) -> None:
+    for name, scenario_summary in summary["scenarios"].items():
+        print_table(mode, SCENARIO_OF[name], scenario_summary, rounds)
+
+
+def print_table(mode: Mode, scenario: Scenario, summary: dict[str, Any], rounds: int) -> None:
     rows = [
         (
             name,
@@ -718,18 +996,29 @@ def print_table(mode: Mode, summary: dict[str, Any], rounds: int) -> None:
     ]
     out.print(
         figures_table(
-            f"{mode}: GET {ME_PATH} vs bare JWT check, median of {rounds} rounds",
+            f"{mode} {scenario.name}: {scenario.method} {scenario.service_path} "
+            f"vs {scenario.baseline}, median of {rounds} rounds",
             ("target", "req/s", "p50 ms", "p99 ms", "server CPU", "client CPU", "errors"),
             rows,
         )
     )
     ratio = summary["ratio_service_over_bare"]
     out.print(
-        f"ratio service/bare (req/s, per round): median {ratio['median']:.3f}, "
+        f"{scenario.name}: ratio service/bare (req/s, per round): median {ratio['median']:.3f}, "
         f"min {ratio['min']:.3f}, max {ratio['max']:.3f}"
     )
+    tail = summary.get("service_p99_over_p50")
+    if tail is not None:
+        verdict = ""
+        if mode == "embedded":
+            verdict = ", met" if tail["median"] <= tail["goal"] else ", [yellow]missed[/yellow]"
+        out.print(
+            f"{scenario.name}: service p99/p50 (per round): median {tail['median']:.2f}, "
+            f"min {tail['min']:.2f}, max {tail['max']:.2f} "
+            f"(goal in embedded: at most {tail['goal']:g}{verdict})"
+        )
     if summary["warnings"]:
-        out.print(f"[yellow]{len(summary['warnings'])} warning(s):[/yellow]")
+        out.print(f"[yellow]{scenario.name}: {len(summary['warnings'])} warning(s):[/yellow]")
         for warning in summary["warnings"]:
             out.print(f"  {warning}", markup=False, highlight=False)
 
@@ -748,6 +1037,7 @@ def metadata_of(options: Options, tools: Tools) -> dict[str, Any]:
         "wrk": wrk_version(tools),
         "versions": versions,
         "options": {
+            "scenarios": options.scenarios,
             "rounds": options.rounds,
             "duration_s": options.duration,
             "warmup_s": options.warmup,
@@ -769,7 +1059,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mode in options.modes:
             summary = summarize(run_mode(mode, options, tools))
             report["modes"][mode] = summary
-            print_table(mode, summary, options.rounds)
+            print_tables(mode, summary, options.rounds)
 
     try:
         return exit_code(run_modes)

@@ -58,7 +58,7 @@ format: $(DEV)
 migrate: $(SERVE)
 	$(BIN)/promptstack migrate
 
-## Benchmark the service against a bare JWT app (needs wrk); flags via BENCH_ARGS="...".
+## Benchmark users/me, a list and a write against bare baselines (needs wrk); flags via BENCH_ARGS="...".
 .PHONY: bench
 bench: $(DEV)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -5,6 +5,8 @@ The two differ in connection set-up only; everything above this module is portab
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_
 
 from promptstack.core.settings import Settings
 
@@ -86,13 +89,55 @@ def _engine(url: str, settings: Settings) -> AsyncEngine:
     )
 
 
+class _WriterQueue:
+    """Writing transactions of this process, one at a time, in the order they began.
+
+    SQLite lets one transaction write at a time. Left to the file lock, waiting writers
+    poll it with growing sleeps, so under load some wait far longer than their turn (at
+    32 concurrent writers the p99 was twenty times the p50); queued on a lock here they
+    go in arrival order. Another process still waits on the file lock, which keeps it
+    correct. The lock is taken as the transaction begins, not when a unit of work opens
+    (the relay opens one and writes in it only once the in-process consumers it feeds
+    have written and committed in theirs), and given back with the connection. One lock
+    per event loop, since an asyncio lock belongs to one.
+    """
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def enter(self, info: dict[Any, Any]) -> None:
+        """Wait for the turn of the connection whose `info` this is (in SQLAlchemy's
+        greenlet, so awaiting is allowed); a connection keeps its turn until it is
+        returned to the pool."""
+        if _TURN in info:
+            return
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        await_(lock.acquire())
+        info[_TURN] = lock
+
+    @staticmethod
+    def leave(info: dict[Any, Any]) -> None:
+        lock = info.pop(_TURN, None)
+        if lock is not None:
+            lock.release()
+
+
+_TURN = "promptstack_writer_turn"
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     """WAL, enforced foreign keys, and transactions SQLAlchemy controls.
 
     The sqlite3 driver starts transactions lazily and on its own terms; we take that
     over so a unit of work that writes begins with `BEGIN IMMEDIATE` and so never hits
-    the lock-upgrade deadlock of two deferred writers.
+    the lock-upgrade deadlock of two deferred writers, and queues for its turn first.
     """
+    writers = _WriterQueue()
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -107,7 +152,25 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "IMMEDIATE":
+            writers.enter(connection.info)
+        try:
+            connection.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            writers.leave(connection.info)
+            raise
+
+    # The turn ends when the connection goes back to the pool, after its COMMIT or
+    # ROLLBACK has completed (the commit and rollback events come just before them),
+    # or when the connection is thrown away.
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            writers.leave(record.info)
+
+    @event.listens_for(engine.sync_engine.pool, "invalidate")
+    def _on_invalidate(_dbapi_connection: Any, record: Any, _exception: Any) -> None:
+        writers.leave(record.info)
 
 
 class Database:

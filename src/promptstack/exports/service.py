@@ -24,7 +24,7 @@ from promptstack.jobs.leases import FatalJobError
 from promptstack.jobs.models import Job
 from promptstack.jobs.repository import JobRepository
 from promptstack.jobs.service import JobService
-from promptstack.notifications.models import Notification
+from promptstack.notifications.models import ShownNotification
 from promptstack.notifications.repository import NotificationRepository
 
 ACCOUNT_EXPORT = "account.export"
@@ -142,7 +142,7 @@ def _entry(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def _notification(notification: Notification) -> dict[str, Any]:
+def _notification(notification: ShownNotification) -> dict[str, Any]:
     return {
         "id": str(notification.id),
         "subject": notification.subject,

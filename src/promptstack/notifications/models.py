@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, Uuid
+from sqlalchemy import ForeignKey, Index, Row, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptstack.core.database import Base, UTCDateTime
@@ -26,3 +27,8 @@ class Notification(Base):
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# A notification as a reader sees it: a row of the columns NotificationOut shows, read by
+# the same attribute names as a Notification, with no ORM object behind it.
+ShownNotification = Row[Any]

@@ -9,7 +9,17 @@ from sqlalchemy import func, select, update
 
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.core.repository import Repository
-from promptstack.notifications.models import Notification
+from promptstack.notifications.models import Notification, ShownNotification
+
+# The columns a notification is shown with (NotificationOut).
+_SHOWN = (
+    Notification.id,
+    Notification.subject,
+    Notification.message,
+    Notification.sender_id,
+    Notification.created_at,
+    Notification.read_at,
+)
 
 
 class NotificationRepository(Repository[Notification]):
@@ -17,12 +27,13 @@ class NotificationRepository(Repository[Notification]):
 
     async def inbox(
         self, user_id: uuid.UUID, request: PageRequest, *, unread_only: bool = False
-    ) -> Page[Notification]:
-        """A user's notifications, newest first; served by (user_id, created_at, id)."""
-        query = select(Notification).where(Notification.user_id == user_id)
+    ) -> Page[ShownNotification]:
+        """A user's notifications, newest first, as rows of what a reader is shown;
+        served by (user_id, created_at, id)."""
+        query = select(*_SHOWN).where(Notification.user_id == user_id)
         if unread_only:
             query = query.where(Notification.read_at.is_(None))
-        return await self.page(
+        return await self.page_rows(
             query, request, at=Notification.created_at, id_=Notification.id, newest_first=True
         )
 

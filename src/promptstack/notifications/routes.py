@@ -14,7 +14,7 @@ from promptstack.http.openapi import problem_responses
 from promptstack.http.pagination import PageDep
 from promptstack.http.schemas import PageOut
 from promptstack.notifications.dependencies import NotificationServiceDep
-from promptstack.notifications.models import Notification
+from promptstack.notifications.models import Notification, ShownNotification
 from promptstack.notifications.schemas import (
     MarkedRead,
     NotificationIn,
@@ -50,7 +50,7 @@ async def list_notifications(
     notifications: NotificationServiceDep,
     page: PageDep,
     unread: bool = False,
-) -> Page[Notification]:
+) -> Page[ShownNotification]:
     """Your notifications, newest first; `unread=true` leaves out those already read."""
     return await notifications.list(user, page, unread_only=unread)
 

@@ -21,7 +21,7 @@ from promptstack.core.pagination import Page, PageRequest
 from promptstack.core.settings import Settings
 from promptstack.core.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from promptstack.notifications.events import NotificationRequested
-from promptstack.notifications.models import Notification
+from promptstack.notifications.models import Notification, ShownNotification
 from promptstack.notifications.repository import NotificationRepository
 
 
@@ -121,7 +121,7 @@ class NotificationService:
 
     async def list(
         self, actor: UserSnapshot, page: PageRequest, *, unread_only: bool = False
-    ) -> Page[Notification]:
+    ) -> Page[ShownNotification]:
         """The caller's own notifications, newest first."""
         async with self.uow(read_only=True) as uow:
             return await NotificationRepository.of(uow).inbox(

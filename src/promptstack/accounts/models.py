@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Boolean, Index, Integer, String, Uuid, false
+from sqlalchemy import Boolean, Index, Integer, Row, String, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptstack.core.database import Base, UTCDateTime, str_enum
@@ -62,6 +63,11 @@ class User(Base):
 
     def refresh_search_key(self) -> None:
         self.search_key = search_key(self.email, self.username, self.full_name)
+
+
+# An account as an administrator's list shows it: a row of the columns UserOut shows,
+# read by the same attribute names as a User, with no ORM object behind it.
+ShownUser = Row[Any]
 
 
 class UserSnapshot(BaseModel):

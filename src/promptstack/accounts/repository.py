@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from promptstack.accounts.models import Role, User, UserSnapshot
+from promptstack.accounts.models import Role, ShownUser, User, UserSnapshot
 from promptstack.core.errors import Conflict
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.core.repository import Repository, escape_like
@@ -30,6 +30,23 @@ def changed_users(session: AsyncSession) -> set[uuid.UUID]:
 
 class AccountTaken(Conflict):
     title = "The email address or username is taken"
+
+
+# The columns an account is listed with (UserOut).
+_SHOWN = (
+    User.id,
+    User.email,
+    User.username,
+    User.full_name,
+    User.role,
+    User.tier,
+    User.is_active,
+    User.is_verified,
+    User.is_beta_tester,
+    User.credits,
+    User.preferred_provider,
+    User.created_at,
+)
 
 
 class UserRepository(Repository[User]):
@@ -79,13 +96,13 @@ class UserRepository(Repository[User]):
 
     async def search(
         self, request: PageRequest, *, text: str | None, role: Role | None
-    ) -> Page[User]:
-        query = select(User).where(User.deleted_at.is_(None))
+    ) -> Page[ShownUser]:
+        query = select(*_SHOWN).where(User.deleted_at.is_(None))
         if text:
             query = query.where(User.search_key.like(escape_like(text.casefold()), escape="\\"))
         if role is not None:
             query = query.where(User.role == role)
-        return await self.page(query, request, at=User.created_at, id_=User.id)
+        return await self.page_rows(query, request, at=User.created_at, id_=User.id)
 
 
 def track_changed_users(session: AsyncSession) -> set[uuid.UUID]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import AfterValidator
 
 from promptstack.accounts.dependencies import AccountServiceDep, AdminUser, CurrentUser
-from promptstack.accounts.models import Role, User, UserSnapshot
+from promptstack.accounts.models import Role, ShownUser, User, UserSnapshot
 from promptstack.accounts.schemas import AdminUserIn, PasswordChangeIn, ProfileIn, UserOut
 from promptstack.accounts.service import AdminChanges, ProfileChanges
 from promptstack.core.errors import (
@@ -80,7 +80,7 @@ async def list_users(
         AfterValidator(clean_text),
     ] = None,
     role: Role | None = None,
-) -> Page[User]:
+) -> Page[ShownUser]:
     text = q.strip() if q else None
     return await accounts.search(page, text=text or None, role=role)
 

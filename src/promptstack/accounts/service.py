@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from promptstack.accounts.events import EmailChanged, UserRegistered
-from promptstack.accounts.models import Role, Tier, User, UserSnapshot
+from promptstack.accounts.models import Role, ShownUser, Tier, User, UserSnapshot
 from promptstack.accounts.repository import UserRepository
 from promptstack.accounts.rules import (
     check_username,
@@ -131,7 +131,9 @@ class AccountService:
             raise NotFound("No such user.")
         return user
 
-    async def search(self, page: PageRequest, *, text: str | None, role: Role | None) -> Page[User]:
+    async def search(
+        self, page: PageRequest, *, text: str | None, role: Role | None
+    ) -> Page[ShownUser]:
         async with self.uow(read_only=True) as uow:
             return await UserRepository.of(uow).search(page, text=text, role=role)
 

@@ -12,7 +12,7 @@ from promptstack.accounts.dependencies import AdminUser
 from promptstack.admin.dependencies import EventAdminDep
 from promptstack.admin.schemas import BacklogOut, ParkedEventOut
 from promptstack.audit.dependencies import AuditLogDep
-from promptstack.audit.models import AuditEntry
+from promptstack.audit.models import ShownAuditEntry
 from promptstack.audit.schemas import AuditEntryOut
 from promptstack.core.errors import Forbidden, NotFound, Unauthorized
 from promptstack.core.pagination import Page
@@ -37,7 +37,7 @@ async def audit_log(
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
     actor_id: uuid.UUID | None = None,
     subject_id: uuid.UUID | None = None,
-) -> Page[AuditEntry]:
+) -> Page[ShownAuditEntry]:
     """Newest first."""
     return await log.list(page, action=action, actor_id=actor_id, subject_id=subject_id)
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Uuid
+from sqlalchemy import JSON, Index, Row, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptstack.core.database import Base, UTCDateTime
@@ -26,3 +26,8 @@ class AuditEntry(Base):
     address: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# An entry as the log is read: a row of the columns AuditEntryOut shows, read by the same
+# attribute names as an AuditEntry, with no ORM object behind it.
+ShownAuditEntry = Row[Any]

@@ -6,9 +6,20 @@ import uuid
 
 from sqlalchemy import func, select
 
-from promptstack.audit.models import AuditEntry
+from promptstack.audit.models import AuditEntry, ShownAuditEntry
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.core.repository import Repository
+
+# The columns an entry is shown with (AuditEntryOut).
+_SHOWN = (
+    AuditEntry.id,
+    AuditEntry.action,
+    AuditEntry.actor_id,
+    AuditEntry.subject_id,
+    AuditEntry.address,
+    AuditEntry.at,
+    AuditEntry.details,
+)
 
 
 class AuditRepository(Repository[AuditEntry]):
@@ -21,15 +32,15 @@ class AuditRepository(Repository[AuditEntry]):
         action: str | None = None,
         actor_id: uuid.UUID | None = None,
         subject_id: uuid.UUID | None = None,
-    ) -> Page[AuditEntry]:
-        query = select(AuditEntry)
+    ) -> Page[ShownAuditEntry]:
+        query = select(*_SHOWN)
         if action is not None:
             query = query.where(AuditEntry.action == action)
         if actor_id is not None:
             query = query.where(AuditEntry.actor_id == actor_id)
         if subject_id is not None:
             query = query.where(AuditEntry.subject_id == subject_id)
-        return await self.page(
+        return await self.page_rows(
             query, request, at=AuditEntry.at, id_=AuditEntry.id, newest_first=True
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from promptstack.audit.models import AuditEntry
+from promptstack.audit.models import AuditEntry, ShownAuditEntry
 from promptstack.audit.repository import AuditRepository
 from promptstack.core.clock import Clock
 from promptstack.core.ids import IdSource
@@ -55,7 +55,7 @@ class AuditLog:
         action: str | None = None,
         actor_id: uuid.UUID | None = None,
         subject_id: uuid.UUID | None = None,
-    ) -> Page[AuditEntry]:
+    ) -> Page[ShownAuditEntry]:
         async with self.uow(read_only=True) as uow:
             return await AuditRepository.of(uow).list(
                 page, action=action, actor_id=actor_id, subject_id=subject_id

@@ -14,7 +14,7 @@ from typing import Any
 
 from promptstack.accounts.models import User, UserSnapshot
 from promptstack.accounts.repository import UserRepository
-from promptstack.audit.models import AuditEntry
+from promptstack.audit.models import ShownAuditEntry
 from promptstack.audit.repository import AuditRepository
 from promptstack.audit.service import Auditor
 from promptstack.core.clock import Clock
@@ -131,7 +131,7 @@ def _profile(user: User) -> dict[str, Any]:
     }
 
 
-def _entry(entry: AuditEntry) -> dict[str, Any]:
+def _entry(entry: ShownAuditEntry) -> dict[str, Any]:
     return {
         "id": str(entry.id),
         "action": entry.action,

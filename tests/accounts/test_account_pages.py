@@ -186,6 +186,15 @@ async def test_a_bad_form_is_a_4xx_and_changes_nothing(
 
 
 @pytest.mark.parametrize("page", ["/verify-email", "/reset-password"])
+async def test_a_link_with_a_token_too_long_to_be_ours_is_refused(api: Api, page: str) -> None:
+    before = await stored_state(api)
+    response = await api.client.get(page, params={"token": "x" * 5000})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert await stored_state(api) == before
+
+
+@pytest.mark.parametrize("page", ["/verify-email", "/reset-password"])
 async def test_a_link_without_its_token_says_so(api: Api, page: str) -> None:
     response = await api.client.get(page)
     assert response.status_code == 400

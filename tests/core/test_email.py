@@ -61,10 +61,6 @@ def _read_maildir(path: Path) -> list[mailbox.MaildirMessage]:
         box.close()
 
 
-def _body(message: Message) -> str:
-    return plain_text(message)
-
-
 async def test_maildir_concurrent_first_deliveries_create_the_folder(tmp_path: Path) -> None:
     path = tmp_path / "not" / "yet" / "there"
     mailer = build_mailer(_settings(email_backend="maildir", maildir_path=path))
@@ -78,7 +74,7 @@ async def test_maildir_concurrent_first_deliveries_create_the_folder(tmp_path: P
     assert {p.name for p in path.iterdir()} == {"tmp", "new", "cur"}
     messages = _read_maildir(path)
     assert len(messages) == 2
-    received = {m["To"]: (m["From"], m["Subject"], _body(m)) for m in messages}
+    received = {m["To"]: (m["From"], m["Subject"], plain_text(m)) for m in messages}
     assert received == {email.to: (SENDER, email.subject, email.body) for email in emails}
     assert not list((path / "tmp").iterdir())  # every delivery completed
 
@@ -136,7 +132,7 @@ class Received:
     @property
     def body(self) -> str:
         """The text, with the CRLF line ends of the wire turned back into newlines."""
-        return _body(self.message).replace("\r\n", "\n")
+        return plain_text(self.message).replace("\r\n", "\n")
 
 
 @dataclass
@@ -226,7 +222,7 @@ async def test_smtp_parts_are_7bit_or_base64_never_quoted_printable(
     # A server may lack 8BITMIME, so text that is not ASCII goes as base64.
     assert encodings == {"text/plain": "base64", "text/html": "base64"}
     assert b"quoted-printable" not in received.raw
-    assert link in _body(received.message)
+    assert link in plain_text(received.message)
 
 
 async def test_an_ascii_email_goes_as_readable_7bit(smtp_server: SmtpServer) -> None:

@@ -13,6 +13,7 @@ from promptstack.accounts.service import AccountService
 from promptstack.accounts.sessions import AuthService
 from promptstack.core.errors import Forbidden, Unauthorized
 from promptstack.http.dependencies import provider
+from promptstack.http.schemas import TOKEN_MAX_LENGTH
 
 AuthServiceDep = Annotated[AuthService, Depends(provider(AuthService))]
 AccountServiceDep = Annotated[AccountService, Depends(provider(AccountService))]
@@ -27,7 +28,7 @@ async def get_current_user(
 ) -> UserSnapshot:
     if not token:
         raise Unauthorized("Send a bearer access token in the Authorization header.")
-    if len(token) > 4096:
+    if len(token) > TOKEN_MAX_LENGTH:
         raise Unauthorized("The token is invalid.")
     return await auth.authenticate(token)
 

@@ -17,16 +17,14 @@ from promptstack.accounts.mail import RESET_PAGE, VERIFY_PAGE
 from promptstack.accounts.rules import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from promptstack.core.errors import InvalidToken, ValidationFailed
 from promptstack.http import pages
-from promptstack.http.schemas import Password
+from promptstack.http.schemas import TOKEN_MAX_LENGTH, Password
 
 PAGES = (VERIFY_PAGE, RESET_PAGE)
 
 router = APIRouter(include_in_schema=False)
 
-# Anything longer is no token this service issued (the API's bound).
-_TOKEN_MAX_LENGTH = 4096
-LinkToken = Annotated[str, Query(max_length=_TOKEN_MAX_LENGTH)]
-FormToken = Annotated[str, Form(max_length=_TOKEN_MAX_LENGTH)]
+LinkToken = Annotated[str, Query(max_length=TOKEN_MAX_LENGTH)]
+FormToken = Annotated[str, Form(max_length=TOKEN_MAX_LENGTH)]
 FormPassword = Annotated[Password, Form()]
 
 _NEW_PASSWORD = (

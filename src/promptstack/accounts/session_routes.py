@@ -35,12 +35,12 @@ from promptstack.core.errors import (
 from promptstack.http import API_V1
 from promptstack.http.dependencies import ClientAddress
 from promptstack.http.openapi import problem_response, problem_responses
-from promptstack.http.problems import validation_members
+from promptstack.http.problems import OAuth2TokenRoute
 from promptstack.http.schemas import Accepted
 
 router = APIRouter(prefix=f"{API_V1}/auth", tags=["auth"])
-# The token endpoint's own router: a form it cannot read is OAuth2's `invalid_request`.
-token_router = APIRouter(route_class=validation_members(error="invalid_request"))
+# The token endpoint's own router, since its route class speaks OAuth2.
+token_router = APIRouter(route_class=OAuth2TokenRoute)
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

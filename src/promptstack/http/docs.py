@@ -55,7 +55,8 @@ def install_docs(app: FastAPI, *, openapi_url: str) -> None:
             swagger_css_url=f"{base}{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{base}{ASSETS_URL}/favicon.png",
             oauth2_redirect_url=base + OAUTH2_REDIRECT_URL,
-            swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
+            # No persistAuthorization: a token kept in the browser's storage outlives the tab.
+            swagger_ui_parameters={"displayRequestDuration": True},
         )
 
     @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)

@@ -25,6 +25,7 @@ from promptstack.core.net import Network, client_address
 from promptstack.core.rate_limit import FailOpenLimiter, Quota
 from promptstack.core.security import TokenCodec
 from promptstack.http.problems import PROBLEM_MEDIA_TYPE, problem_response, problem_type
+from promptstack.http.schemas import TOKEN_MAX_LENGTH
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 
@@ -226,7 +227,7 @@ class RateLimitMiddleware:
 
     def _caller(self, authorization: str, address: str) -> str:
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and 0 < len(token) <= 4096:
+        if scheme.lower() == "bearer" and 0 < len(token) <= TOKEN_MAX_LENGTH:
             try:
                 return f"user:{self.tokens.read_access(token.strip()).user_id}"
             except AppError:
@@ -253,14 +254,22 @@ class SecurityHeadersMiddleware:
         self.app = app
         transport = ((b"strict-transport-security", b"max-age=31536000"),) if hsts else ()
         self.api_headers = self._API + transport
-        self.page_headers = [
-            (where, (*self._API[:-1], (b"content-security-policy", policy.encode()), *transport))
-            for where, policy in page_policies
-        ]
+        # Looked up on every answer: exact paths in a dict, prefixes (few) in a tuple.
+        self.exact: dict[str, tuple[tuple[bytes, bytes], ...]] = {}
+        self.prefixes: list[tuple[str, tuple[tuple[bytes, bytes], ...]]] = []
+        for where, policy in page_policies:
+            headers = (*self._API[:-1], (b"content-security-policy", policy.encode()), *transport)
+            if where.endswith("/"):
+                self.prefixes.append((where, headers))
+            else:
+                self.exact[where] = headers
 
     def _headers(self, path: str) -> tuple[tuple[bytes, bytes], ...]:
-        for where, headers in self.page_headers:
-            if path == where or (where.endswith("/") and path.startswith(where)):
+        found = self.exact.get(path)
+        if found is not None:
+            return found
+        for prefix, headers in self.prefixes:
+            if path.startswith(prefix):
                 return headers
         return self.api_headers
 

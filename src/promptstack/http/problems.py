@@ -98,29 +98,26 @@ def _summary(errors: list[dict[str, Any]]) -> str:
     )
 
 
-class _ValidationWithMembers(RequestValidationError):
-    def __init__(self, error: RequestValidationError, members: dict[str, str]) -> None:
+class _UnreadableTokenRequest(RequestValidationError):
+    def __init__(self, error: RequestValidationError) -> None:
         super().__init__(error.errors(), body=error.body)
-        self.members = members
 
 
-def validation_members(**members: str) -> type[APIRoute]:
-    """A route class whose 422 problem also carries `members`: a token endpoint's
-    OAuth2 `error`, which OAuth2 clients read where they ignore the rest."""
+class OAuth2TokenRoute(APIRoute):
+    """The route class of an OAuth2 token endpoint: a request it cannot read is also
+    OAuth2's `invalid_request`, with the problem's detail as `error_description` (RFC
+    6749, 5.2), which OAuth2 clients read where they ignore the rest."""
 
-    class Route(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handle = super().get_route_handler()
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
 
-            async def handle_with_members(request: Request) -> Response:
-                try:
-                    return await handle(request)
-                except RequestValidationError as exc:
-                    raise _ValidationWithMembers(exc, members) from None
+        async def token_endpoint(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as exc:
+                raise _UnreadableTokenRequest(exc) from None
 
-            return handle_with_members
-
-    return Route
+        return token_endpoint
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -135,9 +132,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         for error in exc.errors()
     ]
     detail = _summary(errors) if errors else "The request is not valid."
-    members = exc.members if isinstance(exc, _ValidationWithMembers) else {}
-    if "error" in members:
-        members = {**members, "error_description": detail}
+    oauth2 = isinstance(exc, _UnreadableTokenRequest)
+    members = {"error": "invalid_request", "error_description": detail} if oauth2 else {}
     return problem_response(
         _request_id(request),
         status=422,

@@ -58,7 +58,11 @@ def _no_surrogates(value: str) -> str:
 Password = Annotated[
     str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_surrogates)
 ]
-Token = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(clean_text)]
+# Anything longer is no token this service issued.
+TOKEN_MAX_LENGTH = 4096
+Token = Annotated[
+    str, StringConstraints(min_length=1, max_length=TOKEN_MAX_LENGTH), AfterValidator(clean_text)
+]
 
 
 class Input(BaseModel):

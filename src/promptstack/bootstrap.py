@@ -28,6 +28,7 @@ from promptstack.core.ids import IdSource, RandomIds
 from promptstack.core.logging import get_logger
 from promptstack.core.rate_limit import (
     FailOpenLimiter,
+    LeasedRateLimiter,
     MemoryRateLimiter,
     RateLimiter,
     RedisRateLimiter,
@@ -267,8 +268,13 @@ def _cache_and_limiter(settings: Settings, clock: Clock) -> tuple[Cache, FailOpe
         replay_interval=settings.redis_recovery_seconds,
         clock=durations,
     )
-    shared_limiter = RedisRateLimiter(client, settings.cache_namespace)
-    return cache, FailOpenLimiter(shared_limiter, breaker, clock=durations)
+    shared_limiter = LeasedRateLimiter(
+        RedisRateLimiter(client, settings.cache_namespace),
+        breaker=breaker,
+        lease_seconds=settings.rate_limit_lease_seconds,
+        clock=durations,
+    )
+    return cache, FailOpenLimiter(shared_limiter, clock=durations)
 
 
 def dead_letters(settings: Settings, consumer: str) -> DeadLetters:

@@ -152,7 +152,11 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         app.add_middleware(
             RateLimitMiddleware,
             limiter=container.rate_limiter,
-            general=Quota(settings.rate_limit_burst, settings.rate_limit_per_minute),
+            general=Quota(
+                settings.rate_limit_burst,
+                settings.rate_limit_per_minute,
+                lease=settings.rate_limit_lease,
+            ),
             auth=Quota(settings.auth_rate_limit_per_minute, settings.auth_rate_limit_per_minute),
             auth_paths=frozenset(API_V1 + path for path in AUTH_PATHS) | set(page_routes.PAGES),
             exempt_paths=UNLIMITED_PATHS,

@@ -22,6 +22,9 @@ def settings_overrides(redis_server: RedisServer, cache_namespace: str) -> dict[
         "rate_limit_enabled": True,
         "rate_limit_burst": 1000,
         "rate_limit_per_minute": 1000,
+        # Every request asks Redis, so the limiter fails open at the first one after the
+        # outage begins; spending a lease through an outage is in test_rate_limit_leases.
+        "rate_limit_lease": 1,
     }
 
 

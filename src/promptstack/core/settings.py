@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, ge=1)
     rate_limit_burst: int = Field(default=100, ge=1)
     auth_rate_limit_per_minute: int = Field(default=20, ge=1)
+    # Tokens a process takes from a shared bucket at once, and how long it may keep them.
+    rate_limit_lease: int = Field(default=10, ge=1, le=1000)
+    rate_limit_lease_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # --- http: the HTTP surface, metrics and tracing -----------------------------------------
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)

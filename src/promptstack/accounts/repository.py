@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from promptstack.accounts.models import Role, ShownUser, User, UserSnapshot
 from promptstack.core.errors import Conflict
 from promptstack.core.pagination import Page, PageRequest
-from promptstack.core.repository import Repository, escape_like
+from promptstack.core.repository import PagedQuery, Repository, escape_like
 
 _CHANGED_USERS = "changed_users"
 
@@ -102,7 +102,7 @@ class UserRepository(Repository[User]):
             query = query.where(User.search_key.like(escape_like(text.casefold()), escape="\\"))
         if role is not None:
             query = query.where(User.role == role)
-        return await self.page_rows(query, request, at=User.created_at, id_=User.id)
+        return await self.page_rows(PagedQuery(query, at=User.created_at, id_=User.id), request)
 
 
 def track_changed_users(session: AsyncSession) -> set[uuid.UUID]:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from promptstack.audit.models import AuditEntry, ShownAuditEntry
 from promptstack.core.pagination import Page, PageRequest
-from promptstack.core.repository import Repository
+from promptstack.core.repository import PagedQuery, Repository
 
 # The columns an entry is shown with (AuditEntryOut).
 _SHOWN = (
@@ -40,9 +40,8 @@ class AuditRepository(Repository[AuditEntry]):
             query = query.where(AuditEntry.actor_id == actor_id)
         if subject_id is not None:
             query = query.where(AuditEntry.subject_id == subject_id)
-        return await self.page_rows(
-            query, request, at=AuditEntry.at, id_=AuditEntry.id, newest_first=True
-        )
+        listing = PagedQuery(query, at=AuditEntry.at, id_=AuditEntry.id, newest_first=True)
+        return await self.page_rows(listing, request)
 
     async def count_about(self, subject_id: uuid.UUID) -> int:
         query = select(func.count()).where(AuditEntry.subject_id == subject_id)

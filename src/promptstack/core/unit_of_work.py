@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Protocol, Self, TypeVar, cast
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from promptstack.core.clock import Clock, SystemClock
 from promptstack.core.database import Database
@@ -46,16 +46,25 @@ class Outbox(Protocol):
 
 
 class UnitOfWork:
+    """One transaction. Its ORM session is opened on first use: a read-only unit of work
+    whose repositories only run statements of columns (`connection`) takes a plain
+    connection from the pool and never builds a session, which cost a list about a fifth
+    of its time."""
+
     def __init__(
         self,
-        session: AsyncSession,
+        sessions: async_sessionmaker[AsyncSession],
         *,
+        read_only: bool = False,
         outbox: Outbox | None = None,
         clock: Clock | None = None,
         ids: IdSource | None = None,
         on_events: Callable[[], None] | None = None,
     ) -> None:
-        self.session = session
+        self._sessions = sessions
+        self._read_only = read_only
+        self._session: AsyncSession | None = None
+        self._connection: AsyncConnection | None = None
         self._outbox = outbox
         self._after_commit: list[AfterCommit] = []
         self._repositories: dict[type[SessionRepository], SessionRepository] = {}
@@ -64,11 +73,29 @@ class UnitOfWork:
         self._on_events = on_events
         self._recorded = False
 
+    @property
+    def session(self) -> AsyncSession:
+        """The ORM session of this transaction, on the connection if one is open."""
+        if self._session is None:
+            self._session = (
+                self._sessions(bind=self._connection) if self._connection else self._sessions()
+            )
+        return self._session
+
+    async def connection(self) -> AsyncConnection:
+        """The connection this transaction runs on, for Core statements."""
+        if self._session is not None or not self._read_only:
+            return await self.session.connection()
+        if self._connection is None:
+            bind = self._sessions.kw["bind"]
+            self._connection = await bind.connect()
+        return self._connection
+
     def repository(self, kind: type[R]) -> R:
         """The repository of `kind` on this transaction, made on first use."""
         made = self._repositories.get(kind)
         if made is None:
-            made = self._repositories[kind] = kind(self.session)
+            made = self._repositories[kind] = kind(self)
         return cast(R, made)
 
     def record(self, event: Event, *, aggregate_id: str | uuid.UUID) -> Envelope:
@@ -103,9 +130,11 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        connection = self._connection
         try:
             if exc_type is not None:
-                await self.session.rollback()
+                if self._session is not None:
+                    await self._session.rollback()
                 return
             if (
                 self._recorded
@@ -113,9 +142,15 @@ class UnitOfWork:
                 and self.session.get_bind().dialect.name == "postgresql"
             ):
                 await self.session.execute(select(func.pg_notify(self._outbox.channel, "")))
-            await self.session.commit()
+            if self._session is not None:
+                await self._session.commit()
+            if connection is not None:
+                await connection.commit()
         finally:
-            await self.session.close()
+            if self._session is not None:
+                await self._session.close()
+            if connection is not None:
+                await connection.close()
         if self._recorded and self._on_events is not None:
             self._on_events()
         for hook in self._after_commit:
@@ -146,9 +181,9 @@ class UnitOfWorkFactory:
         self._on_open: list[Callable[[UnitOfWork], None]] = []
 
     def __call__(self, *, read_only: bool = False) -> UnitOfWork:
-        factory = self.database.read_sessions if read_only else self.database.sessions
         uow = UnitOfWork(
-            factory(),
+            self.database.read_sessions if read_only else self.database.sessions,
+            read_only=read_only,
             outbox=self.outbox,
             clock=self.clock,
             ids=self.ids,

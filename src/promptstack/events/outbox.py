@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 
 from promptstack.core.envelope import Envelope
 from promptstack.core.pagination import Page, PageRequest
-from promptstack.core.repository import Repository
+from promptstack.core.repository import PagedQuery, Repository
 from promptstack.core.resilience import Backoff
 from promptstack.events.models import Backlog, OutboxMessage
 
@@ -119,7 +119,8 @@ class OutboxRepository(Repository[OutboxMessage]):
 
     async def parked(self, request: PageRequest) -> Page[OutboxMessage]:
         query = select(OutboxMessage).where(OutboxMessage.parked_at.is_not(None))
-        return await self.page(query, request, at=OutboxMessage.parked_at, id_=OutboxMessage.id)  # type: ignore[arg-type]
+        listing = PagedQuery(query, at=OutboxMessage.parked_at, id_=OutboxMessage.id)  # type: ignore[arg-type]
+        return await self.page(listing, request)
 
     async def replay(self, event_id: uuid.UUID, now: datetime) -> bool:
         """Put a parked event back in line; False when there is no such parked event."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from promptstack.core.pagination import Page, PageRequest
-from promptstack.core.repository import Repository
+from promptstack.core.repository import PagedQuery, Repository
 from promptstack.notifications.models import Notification, ShownNotification
 
 # The columns a notification is shown with (NotificationOut).
@@ -20,6 +20,14 @@ _SHOWN = (
     Notification.created_at,
     Notification.read_at,
 )
+_OWN = select(*_SHOWN).where(Notification.user_id == bindparam("user_id"))
+_INBOX = PagedQuery(_OWN, at=Notification.created_at, id_=Notification.id, newest_first=True)
+_UNREAD = PagedQuery(
+    _OWN.where(Notification.read_at.is_(None)),
+    at=Notification.created_at,
+    id_=Notification.id,
+    newest_first=True,
+)
 
 
 class NotificationRepository(Repository[Notification]):
@@ -30,12 +38,8 @@ class NotificationRepository(Repository[Notification]):
     ) -> Page[ShownNotification]:
         """A user's notifications, newest first, as rows of what a reader is shown;
         served by (user_id, created_at, id)."""
-        query = select(*_SHOWN).where(Notification.user_id == user_id)
-        if unread_only:
-            query = query.where(Notification.read_at.is_(None))
-        return await self.page_rows(
-            query, request, at=Notification.created_at, id_=Notification.id, newest_first=True
-        )
+        listing = _UNREAD if unread_only else _INBOX
+        return await self.page_rows(listing, request, {"user_id": user_id})
 
     async def of_user(self, user_id: uuid.UUID, notification_id: uuid.UUID) -> Notification | None:
         """One of `user_id`'s notifications; None for another user's, as for an unknown one."""

@@ -32,7 +32,23 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 log = get_logger("promptstack.request")
 
 
+_ADDED_HEADERS = "response_headers"
+
+
+def add_response_headers(scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    """Have `headers` sent with this request's response, whoever answers it.
+
+    `RequestContextMiddleware`, the outermost layer, adds them as the response starts:
+    one wrapper of `send` for every layer that adds headers, where one each cost a tenth
+    of a cheap request's time.
+    """
+    scope["state"][_ADDED_HEADERS].extend(headers)
+
+
 class RequestContextMiddleware:
+    """The request's id, its timing, its log line and metrics, and the last-resort 500;
+    and the headers inner layers ask to add (`add_response_headers`)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -43,7 +59,10 @@ class RequestContextMiddleware:
 
         offered = header(scope, b"x-request-id") or ""
         request_id = offered if _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        added: list[tuple[bytes, bytes]] = []
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state[_ADDED_HEADERS] = added
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -56,6 +75,7 @@ class RequestContextMiddleware:
                 elapsed = f"{(time.perf_counter() - started) * 1000:.2f}ms"
                 message["headers"] = [
                     *message.get("headers", ()),
+                    *added,
                     (b"x-request-id", request_id.encode()),
                     (b"x-response-time", elapsed.encode()),
                 ]
@@ -216,14 +236,10 @@ class RateLimitMiddleware:
             await response(scope, receive, send)
             return
 
-        raw = [(name.encode(), value.encode()) for name, value in limit_headers.items()]
-
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *raw]
-            await send(message)
-
-        await self.app(scope, receive, send_with_limits)
+        add_response_headers(
+            scope, [(name.encode(), value.encode()) for name, value in limit_headers.items()]
+        )
+        await self.app(scope, receive, send)
 
     def _caller(self, authorization: str, address: str) -> str:
         scheme, _, token = authorization.partition(" ")
@@ -277,14 +293,8 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self._headers(scope["path"])
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        add_response_headers(scope, self._headers(scope["path"]))
+        await self.app(scope, receive, send)
 
 
 class TrustedHostMiddleware:

@@ -126,6 +126,7 @@ class Settings(BaseSettings):
     database_pool_timeout: float = Field(default=30.0, gt=0)
     database_pool_recycle: int = Field(default=1800, ge=-1)
     database_pool_pre_ping: bool = True
+    database_pool_ping_idle_seconds: float = Field(default=5.0, ge=0, le=3600)
     database_echo: bool = False
 
     # --- core: Redis, the cache and rate limits ----------------------------------------------

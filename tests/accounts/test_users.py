@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from promptstack.accounts.models import Role
+import uuid
+
+import pytest
+
+from promptstack.accounts.models import Role, User, search_key
+from promptstack.accounts.repository import UserRepository
+from promptstack.accounts.service import AdminChanges, ProfileChanges
+from promptstack.core.errors import NotFound
 from tests.fixtures.support import Api, assert_problem
 
 ME = "/api/v1/users/me"
@@ -176,3 +183,63 @@ async def test_plain_users_cannot_read_the_audit_log(api: Api) -> None:
     account = await api.user()
     assert_problem(await api.client.get("/api/v1/admin/audit-log", headers=account.headers), 403)
     assert_problem(await api.client.get("/api/v1/admin/audit-log"), 401)
+
+
+async def _stored(api: Api, user_id: str) -> User:
+    async with api.container.uow(read_only=True) as uow:
+        user = await UserRepository.of(uow).get(uuid.UUID(user_id))
+    assert user is not None
+    return user
+
+
+async def test_a_name_change_made_from_a_stale_snapshot_keeps_the_search_key_right(
+    api: Api,
+) -> None:
+    """A name change writes in one statement from the caller's cached snapshot; when the
+    account's username changed since that snapshot was taken, it must not build the
+    search key from the old username, nor overwrite the new one."""
+    account = await api.user(full_name="Before")
+    accounts = api.container.accounts.service
+    stale = await api.container.accounts.auth.authenticate(account.access_token)
+    await accounts.update_profile(stale, ProfileChanges(username="renamed-meanwhile"))
+
+    shown = await accounts.update_profile(stale, ProfileChanges(full_name="After"))
+
+    stored = await _stored(api, account.id)
+    assert (shown.username, shown.full_name) == ("renamed-meanwhile", "After")
+    assert (stored.username, stored.full_name) == ("renamed-meanwhile", "After")
+    assert stored.search_key == search_key(stored.email, "renamed-meanwhile", "After")
+
+
+@pytest.mark.parametrize("closing", ["deleted", "deactivated"])
+async def test_a_name_change_from_a_closed_accounts_snapshot_writes_nothing(
+    api: Api, closing: str
+) -> None:
+    account = await api.user(full_name="Kept")
+    accounts = api.container.accounts.service
+    stale = await api.container.accounts.auth.authenticate(account.access_token)
+    if closing == "deleted":
+        await accounts.delete_self(stale)
+    else:
+        admin = await api.container.accounts.auth.authenticate((await api.admin()).access_token)
+        await accounts.administer(admin, stale.id, AdminChanges(is_active=False))
+
+    with pytest.raises(NotFound):
+        await accounts.update_profile(stale, ProfileChanges(full_name="Written anyway"))
+    assert (await _stored(api, account.id)).full_name != "Written anyway"
+
+
+async def test_a_name_change_is_audited_and_searchable(api: Api) -> None:
+    account = await api.user()
+    admin = await api.admin()
+    changed = await api.client.patch(
+        ME, json={"full_name": "Grace Hopper", "preferred_provider": None}, headers=account.headers
+    )
+    assert changed.status_code == 200, changed.text
+    found = await api.client.get("/api/v1/users", params={"q": "hopper"}, headers=admin.headers)
+    assert [u["id"] for u in found.json()["items"]] == [account.id]
+    audit = await api.client.get(
+        "/api/v1/admin/audit-log", params={"action": "user.updated"}, headers=admin.headers
+    )
+    [entry] = [e for e in audit.json()["items"] if e["subject_id"] == account.id]
+    assert entry["details"]["fields"] == ["full_name", "preferred_provider"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import event, or_, select
+from sqlalchemy import Table, Update, bindparam, event, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -49,8 +50,44 @@ _SHOWN = (
 )
 
 
+_USERS = cast(Table, User.__table__)
+
+
+@cache
+def _profile_update(columns: tuple[str, ...]) -> Update:
+    """An UPDATE of `columns` of a live account whose email and username are still the
+    ones given, answering the shown columns; built once per set of columns."""
+    return (
+        update(_USERS)
+        .where(
+            _USERS.c.id == bindparam("user_id"),
+            _USERS.c.deleted_at.is_(None),
+            _USERS.c.is_active.is_(True),
+            _USERS.c.email == bindparam("seen_email"),
+            _USERS.c.username == bindparam("seen_username"),
+        )
+        .values({name: bindparam(f"new_{name}") for name in columns})
+        .returning(*(_USERS.c[column.key] for column in _SHOWN))
+    )
+
+
 class UserRepository(Repository[User]):
     model = User
+
+    async def update_seen(self, seen: UserSnapshot, values: dict[str, Any]) -> ShownUser | None:
+        """Set `values` on the account in one statement, if it is live and its email and
+        username are still those of `seen` (so values derived from them, such as the
+        search key, are right); None otherwise, and nothing is written.
+
+        Loading the account to change it cost a profile change a quarter of its time."""
+        statement = _profile_update(tuple(sorted(values)))
+        params = {f"new_{name}": value for name, value in values.items()}
+        params.update(user_id=seen.id, seen_email=seen.email, seen_username=seen.username)
+        connection = await self.connection()
+        row: ShownUser | None = (await connection.execute(statement, params)).first()
+        if row is not None:
+            changed_users(self.session).add(seen.id)
+        return row
 
     async def insert(self, user: User) -> User:
         """Add a new account now, so that a concurrent registration of the same email

@@ -38,7 +38,9 @@ async def read_me(user: CurrentUser) -> UserSnapshot:
 
 
 @router.patch("/me", response_model=UserOut, responses=problem_responses(Conflict))
-async def update_me(body: ProfileIn, user: CurrentUser, accounts: AccountServiceDep) -> User:
+async def update_me(
+    body: ProfileIn, user: CurrentUser, accounts: AccountServiceDep
+) -> User | ShownUser:
     """Change your profile. A new email address must be verified again."""
     sent = body.model_fields_set
     return await accounts.update_profile(

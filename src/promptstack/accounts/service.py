@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from promptstack.accounts.events import EmailChanged, UserRegistered
-from promptstack.accounts.models import Role, ShownUser, Tier, User, UserSnapshot
+from promptstack.accounts.models import Role, ShownUser, Tier, User, UserSnapshot, search_key
 from promptstack.accounts.repository import UserRepository
 from promptstack.accounts.rules import (
     check_username,
@@ -137,9 +139,23 @@ class AccountService:
         async with self.uow(read_only=True) as uow:
             return await UserRepository.of(uow).search(page, text=text, role=role)
 
-    async def update_profile(self, actor: UserSnapshot, changes: ProfileChanges) -> User:
+    async def update_profile(
+        self, actor: UserSnapshot, changes: ProfileChanges
+    ) -> User | ShownUser:
+        """Apply the caller's own changes. A change of name or provider alone is written
+        in one statement from the caller's snapshot; anything else, or a snapshot the
+        account no longer matches, loads the account and checks it first."""
         now = self.clock.now()
         async with self.uow() as uow:
+            plain = _plain_changes(actor, changes, now)
+            if plain is not None:
+                shown = await UserRepository.of(uow).update_seen(actor, plain)
+                if shown is not None:
+                    fields = [name for name in _PLAIN_FIELDS if name in plain]
+                    self.audit.record(
+                        uow, "user.updated", actor_id=actor.id, subject_id=actor.id, fields=fields
+                    )
+                    return shown
             user = await self._live(uow, actor.id)
             email = _valid(normalize_email, changes.email, "email") if changes.email else None
             username = (
@@ -307,3 +323,32 @@ def _valid(check: Callable[[str], str], value: str, field: str) -> str:
         return check(value)
     except ValueError as exc:
         raise ValidationFailed(str(exc), loc=("body", field)) from exc
+
+
+_PLAIN_FIELDS = ("full_name", "preferred_provider")
+
+
+def _plain_changes(
+    actor: UserSnapshot, changes: ProfileChanges, now: datetime
+) -> dict[str, Any] | None:
+    """The column values of a change that needs no check against other accounts (no new
+    email or username), computed from `actor`; None for any other change, or none.
+
+    `UserRepository.update_seen` writes them only if the account's email and username
+    are still `actor`'s, which keeps the search key built from them right.
+    """
+    if changes.email is not None or changes.username is not None:
+        return None
+    values: dict[str, Any] = {}
+    if changes.full_name is not None or changes.clear_full_name:
+        full_name = None if changes.clear_full_name else changes.full_name
+        values["full_name"] = full_name
+        values["search_key"] = search_key(actor.email, actor.username, full_name)
+    if changes.preferred_provider is not None or changes.clear_preferred_provider:
+        values["preferred_provider"] = (
+            None if changes.clear_preferred_provider else changes.preferred_provider
+        )
+    if not values:
+        return None
+    values["updated_at"] = now
+    return values

@@ -73,6 +73,14 @@ class RedisCache:
         if keys:
             await self.client.unlink(*keys)
 
+    async def delete_and_publish(self, keys: list[str], channel: str, message: str) -> None:
+        """Delete `keys`, then tell `channel`'s subscribers, in one round trip: Redis runs
+        a pipeline's commands in order, so no subscriber hears before the keys are gone."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.unlink(*keys)
+            pipe.publish(channel, message)
+            await pipe.execute()
+
     async def delete_prefix(self, prefix: str) -> None:
         """SCAN, not KEYS: a pattern delete must not block Redis on a large keyspace."""
         batch: list[str] = []

@@ -126,9 +126,12 @@ class Cache:
         await self.local.delete(list(keys))
         if self.shared is None:
             return
-        done = await self._shared(lambda shared: shared.delete(list(keys)), ok=True)
+        announcement = self._announcement({"keys": list(keys)})
+        done = await self._shared(
+            lambda shared: shared.delete_and_publish(list(keys), self.channel, announcement),
+            ok=True,
+        )
         if done:
-            await self._announce({"keys": list(keys)})
             return
         if len(self._pending_deletes) < _PENDING_DELETES_KEPT:
             self._pending_deletes.update(keys)
@@ -236,8 +239,11 @@ class Cache:
         if self._failure_log.ready():
             log.warning("cache_unavailable", error=repr(exc))
 
+    def _announcement(self, message: dict[str, Any]) -> str:
+        return json.dumps({"origin": self.origin, **message})
+
     async def _announce(self, message: dict[str, Any]) -> None:
-        payload = json.dumps({"origin": self.origin, **message})
+        payload = self._announcement(message)
         assert self.shared is not None
         client = self.shared.client
         await self._shared(lambda _: client.publish(self.channel, payload), ok=True)

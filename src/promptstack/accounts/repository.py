@@ -51,6 +51,9 @@ _SHOWN = (
 
 
 _USERS = cast(Table, User.__table__)
+_SNAPSHOT = select(
+    *(getattr(User, name) for name in UserSnapshot.model_fields if name != "ended_sessions")
+).where(User.id == bindparam("user_id"))
 
 
 @cache
@@ -104,8 +107,11 @@ class UserRepository(Repository[User]):
             raise AccountTaken("An account with this email or username already exists.") from exc
 
     async def snapshot(self, user_id: uuid.UUID) -> UserSnapshot | None:
-        user = await self.get(user_id)
-        return UserSnapshot.of(user) if user is not None else None
+        """The account as authentication caches it, read as one row: every request of a
+        user whose snapshot was dropped (by a change) loads it again."""
+        connection = await self.connection()
+        row = (await connection.execute(_SNAPSHOT, {"user_id": user_id})).first()
+        return UserSnapshot.model_validate(row) if row is not None else None
 
     async def by_login(self, identifier: str) -> User | None:
         """The user whose email or username is `identifier`, case-insensitively."""

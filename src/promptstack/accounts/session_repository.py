@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
 from promptstack.accounts.repository import changed_users
 from promptstack.accounts.session_models import (
@@ -16,6 +16,16 @@ from promptstack.accounts.session_models import (
     TokenPurpose,
 )
 from promptstack.core.repository import Repository
+
+# The sessions of a user ended since a moment: what authentication must refuse.
+_REVOKED_FAMILIES = (
+    select(RefreshToken.family_id)
+    .where(
+        RefreshToken.user_id == bindparam("user_id"),
+        RefreshToken.revoked_at > bindparam("since"),
+    )
+    .distinct()
+)
 
 
 class RefreshTokenRepository(Repository[RefreshToken]):
@@ -57,12 +67,9 @@ class RefreshTokenRepository(Repository[RefreshToken]):
     async def families_revoked_since(
         self, user_id: uuid.UUID, since: datetime
     ) -> tuple[uuid.UUID, ...]:
-        query = (
-            select(RefreshToken.family_id)
-            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at > since)
-            .distinct()
-        )
-        return tuple(sorted((await self.session.scalars(query)).all()))
+        connection = await self.connection()
+        found = await connection.scalars(_REVOKED_FAMILIES, {"user_id": user_id, "since": since})
+        return tuple(sorted(found.all()))
 
     async def revoke_all_for(self, user_id: uuid.UUID, now: datetime) -> None:
         await self.session.execute(

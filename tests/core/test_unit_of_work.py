@@ -5,11 +5,15 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from promptstack.accounts.models import User
 from promptstack.accounts.repository import AccountTaken, UserRepository
+from promptstack.audit.models import AuditEntry
+from promptstack.audit.service import Auditor
 from promptstack.bootstrap import Container
+from promptstack.core.ids import RandomIds
 from promptstack.core.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
@@ -113,3 +117,44 @@ async def test_a_taken_account_is_named_by_the_user_repository(container: Contai
     with pytest.raises(AccountTaken):
         async with uow() as work:
             await UserRepository.of(work).insert(_user(container, "twin"))
+
+
+async def _audit_subjects(container: Container) -> list[uuid.UUID | None]:
+    async with container.uow(read_only=True) as work:
+        rows = await work.session.execute(select(AuditEntry.subject_id))
+        return [subject for (subject,) in rows]
+
+
+async def test_audit_entries_are_written_as_their_transaction_commits(
+    container: Container,
+) -> None:
+    """Entries are kept until the commit, and both entries of one unit of work arrive
+    with it."""
+    auditor = Auditor(container.clock, RandomIds())
+    user = _user(container, "audited")
+    async with container.uow() as work:
+        UserRepository.of(work).add(user)
+        auditor.record(work, "test.one", actor_id=None, subject_id=user.id)
+        auditor.record(work, "test.two", actor_id=None, subject_id=user.id, n=2)
+        assert await _audit_subjects(container) == []
+    assert await _audit_subjects(container) == [user.id, user.id]
+
+
+async def test_a_failing_before_commit_hook_rolls_everything_back(container: Container) -> None:
+    auditor = Auditor(container.clock, RandomIds())
+    user = _user(container, "rolled-back")
+
+    async def refuse() -> None:
+        raise RuntimeError("a check at commit that fails")
+
+    async def attempt() -> None:
+        async with container.uow() as work:
+            UserRepository.of(work).add(user)
+            auditor.record(work, "test.lost", actor_id=None, subject_id=user.id)
+            work.before_commit(refuse)
+
+    with pytest.raises(RuntimeError):
+        await attempt()
+    assert await _audit_subjects(container) == []
+    async with container.uow(read_only=True) as work:
+        assert await UserRepository.of(work).get(user.id) is None

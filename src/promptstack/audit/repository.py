@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 
 from promptstack.audit.models import AuditEntry, ShownAuditEntry
 from promptstack.core.pagination import Page, PageRequest
-from promptstack.core.repository import PagedQuery, Repository
+from promptstack.core.repository import PagedQuery, Repository, Transaction
 
 # The columns an entry is shown with (AuditEntryOut).
 _SHOWN = (
@@ -22,8 +23,33 @@ _SHOWN = (
 )
 
 
+_INSERT = insert(cast(Table, AuditEntry.__table__))
+
+
 class AuditRepository(Repository[AuditEntry]):
     model = AuditEntry
+
+    def __init__(self, transaction: Transaction) -> None:
+        super().__init__(transaction)
+        self._queued: list[dict[str, Any]] = []
+
+    def queue(self, entry: dict[str, Any]) -> bool:
+        """Keep `entry` to be written with this transaction's others; True for the first,
+        whose caller arranges for `write_queued` to run before the commit."""
+        self._queued.append(entry)
+        return len(self._queued) == 1
+
+    async def write_queued(self) -> None:
+        """Write the queued entries in one INSERT, in the transaction they belong to.
+
+        An entry added to the session instead cost a one-row write the ORM's whole flush
+        (a tenth of a profile change's time)."""
+        if not self._queued:
+            return
+        connection = await self.connection()
+        entries = self._queued[0] if len(self._queued) == 1 else list(self._queued)
+        await connection.execute(_INSERT, entries)
+        self._queued.clear()
 
     async def list(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from promptstack.audit.models import AuditEntry, ShownAuditEntry
+from promptstack.audit.models import ShownAuditEntry
 from promptstack.audit.repository import AuditRepository
 from promptstack.core.clock import Clock
 from promptstack.core.ids import IdSource
@@ -31,17 +31,20 @@ class Auditor:
         address: str | None = None,
         **details: Any,
     ) -> None:
-        AuditRepository.of(uow).add(
-            AuditEntry(
-                id=self.ids.new(),
-                action=action,
-                actor_id=actor_id,
-                subject_id=subject_id,
-                address=address,
-                at=self.clock.now(),
-                details=details,
-            )
+        entries = AuditRepository.of(uow)
+        first = entries.queue(
+            {
+                "id": self.ids.new(),
+                "action": action,
+                "actor_id": actor_id,
+                "subject_id": subject_id,
+                "address": address,
+                "at": self.clock.now(),
+                "details": details,
+            }
         )
+        if first:
+            uow.before_commit(entries.write_queued)
 
 
 class AuditLog:

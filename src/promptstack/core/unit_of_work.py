@@ -67,6 +67,7 @@ class UnitOfWork:
         self._connection: AsyncConnection | None = None
         self._outbox = outbox
         self._after_commit: list[AfterCommit] = []
+        self._before_commit: list[Callable[[], Awaitable[None]]] = []
         self._repositories: dict[type[SessionRepository], SessionRepository] = {}
         self._clock = clock or SystemClock()
         self._ids = ids or RandomIds()
@@ -116,6 +117,12 @@ class UnitOfWork:
         """Tell the relays, once this commits, that outbox rows became due."""
         self._recorded = True
 
+    def before_commit(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Await `hook` as the transaction is about to commit, inside it: writes a
+        repository gathered during the unit of work go in together (a failing hook rolls
+        everything back)."""
+        self._before_commit.append(hook)
+
     def after_commit(self, hook: AfterCommit) -> None:
         """Run `hook` once the transaction has committed (never after a rollback); a
         coroutine function is awaited. A failing hook is logged, and the others still run."""
@@ -130,27 +137,17 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        connection = self._connection
         try:
             if exc_type is not None:
                 if self._session is not None:
                     await self._session.rollback()
                 return
-            if (
-                self._recorded
-                and self._outbox is not None
-                and self.session.get_bind().dialect.name == "postgresql"
-            ):
-                await self.session.execute(select(func.pg_notify(self._outbox.channel, "")))
-            if self._session is not None:
-                await self._session.commit()
-            if connection is not None:
-                await connection.commit()
+            await self._commit()
         finally:
             if self._session is not None:
                 await self._session.close()
-            if connection is not None:
-                await connection.close()
+            if self._connection is not None:
+                await self._connection.close()
         if self._recorded and self._on_events is not None:
             self._on_events()
         for hook in self._after_commit:
@@ -160,6 +157,20 @@ class UnitOfWork:
                     await outcome
             except Exception:
                 log.exception("after_commit_hook_failed")
+
+    async def _commit(self) -> None:
+        for before in self._before_commit:
+            await before()
+        if (
+            self._recorded
+            and self._outbox is not None
+            and self.session.get_bind().dialect.name == "postgresql"
+        ):
+            await self.session.execute(select(func.pg_notify(self._outbox.channel, "")))
+        if self._session is not None:
+            await self._session.commit()
+        if self._connection is not None:
+            await self._connection.commit()
 
 
 class UnitOfWorkFactory:

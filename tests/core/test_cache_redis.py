@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from promptstack.core.cache import Cache, MemoryCache, RedisCache, redis_client
 from promptstack.core.cache import two_level as cache_module
 from promptstack.core.metrics import CACHE_ERRORS
-from promptstack.core.rate_limit import FailOpenLimiter, Quota, RedisRateLimiter
+from promptstack.core.rate_limit import FailOpenLimiter, LeasedRateLimiter, Quota, RedisRateLimiter
 from promptstack.core.resilience import CircuitBreaker
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.support import eventually
@@ -175,7 +175,9 @@ async def test_missed_deletes_are_replayed_when_another_component_closes_the_bre
         assert cache.shared is not None
         assert cache.breaker is not None
         limiter = FailOpenLimiter(
-            RedisRateLimiter(cache.shared.client, cache_namespace), cache.breaker
+            LeasedRateLimiter(
+                RedisRateLimiter(cache.shared.client, cache_namespace), breaker=cache.breaker
+            )
         )
         clock.now += 5.0
 

@@ -6,7 +6,13 @@ import asyncio
 
 from promptstack.core.cache import redis_client
 from promptstack.core.metrics import RATE_LIMIT_ERRORS
-from promptstack.core.rate_limit import FailOpenLimiter, MemoryRateLimiter, Quota, RedisRateLimiter
+from promptstack.core.rate_limit import (
+    FailOpenLimiter,
+    LeasedRateLimiter,
+    MemoryRateLimiter,
+    Quota,
+    RedisRateLimiter,
+)
 from promptstack.core.resilience import CircuitBreaker
 from tests.fixtures.redis_server import RedisServer
 
@@ -73,7 +79,9 @@ async def test_memory_bucket_refills_with_time() -> None:
 async def test_an_unreachable_redis_fails_open(redis_server: RedisServer) -> None:
     client = redis_client(redis_server.url, 0.5)
     limiter = FailOpenLimiter(
-        RedisRateLimiter(client), CircuitBreaker("redis-test", failure_threshold=1)
+        LeasedRateLimiter(
+            RedisRateLimiter(client), breaker=CircuitBreaker("redis-test", failure_threshold=1)
+        )
     )
     quota = Quota(capacity=1, per_minute=1)
     try:

@@ -98,7 +98,3 @@ class UserSnapshot(BaseModel):
     # Sessions (refresh-token families) ended within an access token's lifetime: their
     # access tokens are refused although their signatures still verify.
     ended_sessions: tuple[uuid.UUID, ...] = ()
-
-    @classmethod
-    def of(cls, user: User) -> UserSnapshot:
-        return cls.model_validate(user)

@@ -33,13 +33,13 @@ class AuditRepository(Repository[AuditEntry]):
         super().__init__(transaction)
         self._queued: list[dict[str, Any]] = []
 
-    def queue(self, entry: dict[str, Any]) -> bool:
-        """Keep `entry` to be written with this transaction's others; True for the first,
-        whose caller arranges for `write_queued` to run before the commit."""
+    def queue(self, entry: dict[str, Any]) -> None:
+        """Keep `entry` to be written with this transaction's others as it commits."""
+        if not self._queued:
+            self._transaction.before_commit(self._write_queued)
         self._queued.append(entry)
-        return len(self._queued) == 1
 
-    async def write_queued(self) -> None:
+    async def _write_queued(self) -> None:
         """Write the queued entries in one INSERT, in the transaction they belong to.
 
         An entry added to the session instead cost a one-row write the ORM's whole flush

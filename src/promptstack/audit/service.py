@@ -31,8 +31,7 @@ class Auditor:
         address: str | None = None,
         **details: Any,
     ) -> None:
-        entries = AuditRepository.of(uow)
-        first = entries.queue(
+        AuditRepository.of(uow).queue(
             {
                 "id": self.ids.new(),
                 "action": action,
@@ -43,8 +42,6 @@ class Auditor:
                 "details": details,
             }
         )
-        if first:
-            uow.before_commit(entries.write_queued)
 
 
 class AuditLog:

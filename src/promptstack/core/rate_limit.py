@@ -15,9 +15,9 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -27,6 +27,8 @@ from promptstack.core.metrics import RATE_LIMIT_ERRORS
 from promptstack.core.resilience import CircuitBreaker, CircuitOpen
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +198,7 @@ class LeasedRateLimiter:
     async def hit(self, key: str, quota: Quota) -> Decision:
         want = max(1, min(quota.lease, quota.capacity))
         if want == 1:
-            grant = await self._take(key, quota, want, 0)
-            return quota.decide(grant.tokens_left, grant.granted == 1)
+            return await self._guarded(lambda: self._bucket.hit(key, quota))
         lease = self._lease(key)
         if not self._spendable(lease) and lease.refill is not None:
             error = await asyncio.shield(lease.refill)
@@ -233,7 +234,9 @@ class LeasedRateLimiter:
             done = lease.refill = asyncio.get_running_loop().create_future()
         outcome: BaseException | None = None
         try:
-            grant = await self._take(key, quota, want, give_back)
+            grant = await self._guarded(
+                lambda: self._bucket.take(key, quota, want=want, give_back=give_back)
+            )
         except Exception as exc:
             outcome = exc
             raise
@@ -250,11 +253,8 @@ class LeasedRateLimiter:
             return quota.decide(lease.bucket_left + lease.tokens, True)
         return quota.decide(grant.tokens_left, False)
 
-    async def _take(self, key: str, quota: Quota, want: int, give_back: int) -> Grant:
-        async def take() -> Grant:
-            return await self._bucket.take(key, quota, want=want, give_back=give_back)
-
-        return await (self._breaker.call(take) if self._breaker else take())
+    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await (self._breaker.call(call) if self._breaker else call())
 
 
 class FailOpenLimiter:
@@ -262,28 +262,23 @@ class FailOpenLimiter:
 
     Refusing every request because Redis is down would turn a cache outage into a full
     outage; a few minutes without limits is the lesser harm. Failures are counted and
-    logged at most once per interval, and the breaker keeps an unreachable Redis from
-    costing every request a timeout.
+    logged at most once per interval; the breaker of `LeasedRateLimiter` keeps an
+    unreachable Redis from costing every request a timeout.
     """
 
     def __init__(
         self,
         inner: RateLimiter,
-        breaker: CircuitBreaker | None = None,
         *,
         error_log_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.inner = inner
-        self.breaker = breaker
         self._failure_log = Throttle(error_log_interval, clock)
 
     async def hit(self, key: str, quota: Quota) -> Decision | None:
-        async def check() -> Decision:
-            return await self.inner.hit(key, quota)
-
         try:
-            return await (self.breaker.call(check) if self.breaker else check())
+            return await self.inner.hit(key, quota)
         except CircuitOpen:
             RATE_LIMIT_ERRORS.inc()
             return None

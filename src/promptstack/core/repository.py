@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Generic, Protocol, Self, TypeVar
 
@@ -26,6 +26,8 @@ class Transaction(Protocol):
     def session(self) -> AsyncSession: ...
 
     async def connection(self) -> AsyncConnection: ...
+
+    def before_commit(self, hook: Callable[[], Awaitable[None]]) -> None: ...
 
 
 class RepositoryScope(Protocol):

@@ -56,6 +56,8 @@ from promptstack.jobs.runner import JobRunner
 from promptstack.jobs.service import JobService
 from promptstack.notifications import handlers as notification_handlers
 from promptstack.notifications.service import NotificationService
+from promptstack.shop.catalog.models import ProductView
+from promptstack.shop.catalog.service import CatalogService
 
 log = get_logger(__name__)
 
@@ -93,7 +95,14 @@ class EventsServices:
     broker_ping: Callable[[], Awaitable[None]] | None = None
 
 
-_GROUPS = (AccountsServices, JobsServices, EventsServices)
+@dataclass(frozen=True, slots=True)
+class ShopServices:
+    """shop/: the catalog (then orders, payments and inventory)."""
+
+    catalog: CatalogService
+
+
+_GROUPS = (AccountsServices, JobsServices, EventsServices, ShopServices)
 
 
 def _values(holder: object) -> list[object]:
@@ -118,6 +127,7 @@ class Container:
     exports: AccountExports
     notifications: NotificationService
     event_admin: EventAdmin
+    shop: ShopServices
     events: EventsServices
 
     def services(self) -> dict[type, object]:
@@ -198,6 +208,10 @@ def bootstrap(
     job_handlers.register(consumers, executor)
     notifications = NotificationService(uow, auditor, mailer, clock, ids, settings)
     notification_handlers.register(consumers, notifications)
+    products: CacheRegion[ProductView] = cache.region(
+        "products", ProductView, settings.cache_product_ttl_seconds, immutable=True
+    )
+    catalog = CatalogService(uow, products, auditor, clock, ids)
     delivery = Delivery(uow, clock, concurrency=settings.database_pool_size)
     publisher: Publisher
     broker_consumers = None
@@ -229,6 +243,7 @@ def bootstrap(
         exports=AccountExports(uow, jobs, auditor),
         notifications=notifications,
         event_admin=EventAdmin(uow, auditor),
+        shop=ShopServices(catalog=catalog),
         events=EventsServices(
             consumers=consumers,
             delivery=delivery,

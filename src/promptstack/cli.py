@@ -18,6 +18,7 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from promptstack.core.settings import Settings
+    from promptstack.shop.catalog.importing import ImportReport
 
 # Each command imports what it needs when it runs, so that `--help` and a typo answer at
 # once instead of loading SQLAlchemy, Celery, uvicorn and the whole service first.
@@ -387,6 +388,122 @@ async def _create_admin(
             NewAccount(email=email, username=username, password=password), role=Role(role.value)
         )
         return f"{user.username} <{user.email}>"
+    finally:
+        await container.aclose()
+
+
+@app.command("import-products")
+def import_products(
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="A CSV file, UTF-8"),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option(help="Check every row and count the changes; write nothing")
+    ] = False,
+) -> None:
+    """Add products from a CSV file, or update those whose SKU exists.
+
+    The header names the columns: sku, name, price_cents and currency, and optionally
+    description, stock, kind, credits and active. A row that breaks a rule is reported
+    with its line number and skipped; the command then exits with status 1.
+    """
+    from promptstack.shop.catalog.importing import UnreadableFile
+
+    settings = _settings()
+    _database_ready(settings)
+    try:
+        with _plainly(settings):
+            report = asyncio.run(_import_products(settings, file, dry_run=dry_run))
+    except (UnreadableFile, UnicodeDecodeError) as exc:
+        console.print(f"[red]Cannot import {escape(str(file))}: {escape(str(exc))}[/red]")
+        raise typer.Exit(2) from exc
+    for rejected in report.rejected:
+        console.print(f"[red]line {rejected.line}:[/red] {escape(rejected.reason)}", soft_wrap=True)
+    verb = "would be" if dry_run else "were"
+    console.print(
+        f"{report.rows} row(s): {report.created} product(s) {verb} added, {report.updated} "
+        f"{verb} updated, {len(report.rejected)} rejected."
+    )
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+async def _import_products(settings: Settings, path: Path, *, dry_run: bool) -> ImportReport:
+    import csv
+
+    from rich.progress import Progress
+
+    from promptstack.bootstrap import bootstrap
+    from promptstack.shop.catalog.importing import import_products as run_import
+
+    with path.open(encoding="utf-8-sig", newline="") as counting:
+        rows = max(sum(1 for _ in csv.reader(counting)) - 1, 0)
+    container = bootstrap(settings)
+    try:
+        with (
+            Progress(console=console, transient=True) as progress,
+            path.open(encoding="utf-8-sig", newline="") as file,
+        ):
+            task = progress.add_task("Checking" if dry_run else "Importing", total=rows)
+            return await run_import(
+                container.shop.catalog,
+                file,
+                dry_run=dry_run,
+                advanced=lambda n: progress.advance(task, n),
+            )
+    finally:
+        await container.aclose()
+
+
+DEMO_EMAIL = "demo@example.com"
+DEMO_PASSWORD = "demo-password-1234"  # noqa: S105  (public by design; refused in production)
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Stock the sample catalog (goods and a credits pack) and create the demo user.
+
+    Running it again changes nothing: products whose SKU exists and an existing demo
+    user are left as they are. Refused in production, since the demo password is public.
+    """
+    settings = _settings()
+    if settings.environment == "production":
+        console.print(
+            "[red]seed-demo creates a user with a public password: not in production.[/red]"
+        )
+        raise typer.Exit(2)
+    _database_ready(settings)
+    with _plainly(settings):
+        added, user_created = asyncio.run(_seed_demo(settings))
+    console.print(f"Added {added} demo product(s).")
+    if user_created:
+        console.print(f"Created the demo user {DEMO_EMAIL} (password {DEMO_PASSWORD}).")
+    else:
+        console.print(f"The demo user {DEMO_EMAIL} exists already; left as it is.")
+
+
+async def _seed_demo(settings: Settings) -> tuple[int, bool]:
+    from promptstack.accounts.service import NewAccount
+    from promptstack.bootstrap import bootstrap
+    from promptstack.core.errors import Conflict
+    from promptstack.shop.catalog.demo import DEMO_PRODUCTS
+
+    container = bootstrap(settings)
+    try:
+        imported = await container.shop.catalog.import_products(DEMO_PRODUCTS, update=False)
+        try:
+            await container.accounts.service.register(
+                NewAccount(
+                    email=DEMO_EMAIL,
+                    username="demo",
+                    password=DEMO_PASSWORD,
+                    full_name="Demo Customer",
+                )
+            )
+        except Conflict:  # the email or username is taken: by the demo user, once seeded
+            return imported.created, False
+        return imported.created, True
     finally:
         await container.aclose()
 

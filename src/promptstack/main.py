@@ -40,6 +40,7 @@ from promptstack.http.pages import PAGE_POLICY
 from promptstack.http.problems import install_problem_handlers
 from promptstack.jobs import routes as jobs_routes
 from promptstack.notifications import routes as notifications_routes
+from promptstack.shop.catalog import routes as catalog_routes
 
 log = get_logger(__name__)
 
@@ -79,6 +80,11 @@ TAGS = [
     {
         "name": "features",
         "description": "Feature flags as they apply to the caller, signed in or not.",
+    },
+    {
+        "name": "products",
+        "description": "The shop's catalog: goods, and credit packs that top up the LLM "
+        "credit balance. Anyone browses; administrators add and change products.",
     },
     {
         "name": "admin",
@@ -201,6 +207,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         features_routes,
         notifications_routes,
         jobs_routes,
+        catalog_routes,
     ):
         app.include_router(module.router)
     return app

@@ -11,6 +11,7 @@ from promptstack.audit.models import AuditEntry
 from promptstack.events.models import InboxEntry, OutboxMessage
 from promptstack.jobs.models import Job, JobState
 from promptstack.notifications.models import Notification
+from promptstack.shop.catalog.models import Product, ProductKind
 
 __all__ = [
     "ROLE_RANK",
@@ -22,6 +23,8 @@ __all__ = [
     "LoginFailure",
     "Notification",
     "OutboxMessage",
+    "Product",
+    "ProductKind",
     "RefreshToken",
     "Role",
     "Tier",

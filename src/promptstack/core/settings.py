@@ -137,6 +137,7 @@ class Settings(BaseSettings):
     cache_local_ttl_seconds: float = Field(default=5.0, gt=0, le=3600)
     cache_local_max_entries: int = Field(default=10_000, ge=1)
     cache_user_ttl_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    cache_product_ttl_seconds: float = Field(default=300.0, gt=0, le=86_400)
     rate_limit_enabled: bool = True
     rate_limit_per_minute: int = Field(default=600, ge=1)
     rate_limit_burst: int = Field(default=100, ge=1)

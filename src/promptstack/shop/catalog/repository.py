@@ -1,0 +1,135 @@
+"""Products, as the catalog and the inventory read and change them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from promptstack.core.errors import Conflict
+from promptstack.core.pagination import Page, PageRequest
+from promptstack.core.repository import PagedQuery, Repository
+from promptstack.shop.catalog.models import Product, ProductView
+
+_SHOWN = (
+    Product.id,
+    Product.sku,
+    Product.name,
+    Product.description,
+    Product.price_cents,
+    Product.currency,
+    Product.stock,
+    Product.kind,
+    Product.credits,
+    Product.active,
+    Product.created_at,
+    Product.updated_at,
+)
+_ALL = select(*_SHOWN)
+_MATCHING = Product.search_key.like(bindparam("pattern"), escape="\\")
+
+
+def _listing(query: Any) -> PagedQuery:
+    return PagedQuery(query, at=Product.created_at, id_=Product.id)
+
+
+# Built once for each combination a list may ask for (see PagedQuery).
+_LISTS = {
+    (False, False): _listing(_ALL.where(Product.active)),
+    (False, True): _listing(_ALL.where(Product.active, _MATCHING)),
+    (True, False): _listing(_ALL),
+    (True, True): _listing(_ALL.where(_MATCHING)),
+}
+_ONE = _ALL.where(Product.id == bindparam("id"))
+# The columns an upsert from a file writes (everything but the identity and creation time).
+UPSERT_COLUMNS = (
+    "sku",
+    "name",
+    "description",
+    "search_key",
+    "price_cents",
+    "currency",
+    "stock",
+    "kind",
+    "credits",
+    "active",
+    "updated_at",
+)
+
+
+class SkuTaken(Conflict):
+    code = "sku_taken"
+    title = "Another product has this SKU"
+
+
+class ProductRepository(Repository[Product]):
+    model = Product
+
+    async def save(self) -> None:
+        """Write pending changes now; a SKU another product took meanwhile is `SkuTaken`."""
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:
+            raise SkuTaken("Another product has this SKU (SKUs ignore letter case).") from exc
+
+    async def for_update(self, product_id: uuid.UUID) -> Product | None:
+        return await self.session.get(Product, product_id, with_for_update=True)
+
+    async def shown(self, product_id: uuid.UUID) -> ProductView | None:
+        connection = await self.connection()
+        row = (await connection.execute(_ONE, {"id": product_id})).first()
+        return None if row is None else ProductView.model_validate(row)
+
+    async def views(self, product_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ProductView]:
+        """The products of `product_ids` that exist, by id, as of this transaction."""
+        ids = set(product_ids)
+        if not ids:
+            return {}
+        rows = await self.session.execute(_ALL.where(Product.id.in_(ids)))
+        return {row.id: ProductView.model_validate(row) for row in rows}
+
+    async def list(
+        self, page: PageRequest, *, pattern: str | None, include_inactive: bool
+    ) -> Page[Row[Any]]:
+        listing = _LISTS[(include_inactive, pattern is not None)]
+        params = {} if pattern is None else {"pattern": pattern}
+        return await self.page_rows(listing, page, params)
+
+    async def with_sku(self, key: str) -> Product | None:
+        return cast(
+            Product | None,
+            await self.session.scalar(select(Product).where(Product.sku_key == key)),
+        )
+
+    async def ids_of_skus(self, keys: Sequence[str]) -> dict[str, uuid.UUID]:
+        """The products that have these SKU keys: key to id."""
+        rows = await self.session.execute(
+            select(Product.sku_key, Product.id).where(Product.sku_key.in_(keys))
+        )
+        return {row.sku_key: row.id for row in rows}
+
+    async def upsert(self, rows: Sequence[dict[str, Any]], *, update: bool = True) -> None:
+        """Insert `rows` in one statement; a row whose SKU exists updates that product, or
+        with `update=False` is left out."""
+        if not rows:
+            return
+        table = cast(Table, Product.__table__)
+        insert = (
+            postgresql.insert(table)
+            if self.session.get_bind().dialect.name == "postgresql"
+            else sqlite.insert(table)
+        )
+        values = insert.values(list(rows))
+        statement = (
+            values.on_conflict_do_update(
+                index_elements=[table.c.sku_key],
+                set_={name: values.excluded[name] for name in UPSERT_COLUMNS},
+            )
+            if update
+            else values.on_conflict_do_nothing(index_elements=[table.c.sku_key])
+        )
+        await self.session.execute(statement)

@@ -18,19 +18,9 @@ from pydantic import ValidationError
 from promptstack.core.errors import readable, where
 from promptstack.shop.catalog.rules import sku_key
 from promptstack.shop.catalog.schemas import ProductIn
-from promptstack.shop.catalog.service import CatalogService, NewProduct
+from promptstack.shop.catalog.service import PRODUCT_FIELDS, CatalogService, NewProduct
 
-COLUMNS = (
-    "sku",
-    "name",
-    "description",
-    "price_cents",
-    "currency",
-    "stock",
-    "kind",
-    "credits",
-    "active",
-)
+COLUMNS = PRODUCT_FIELDS
 REQUIRED = ("sku", "name", "price_cents", "currency")
 _NUMBERS = frozenset({"price_cents", "stock", "credits"})
 _TRUTH = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, bindparam, select
@@ -45,20 +45,6 @@ _LISTS = {
     (True, True): _listing(_ALL.where(_MATCHING)),
 }
 _ONE = _ALL.where(Product.id == bindparam("id"))
-# The columns an upsert from a file writes (everything but the identity and creation time).
-UPSERT_COLUMNS = (
-    "sku",
-    "name",
-    "description",
-    "search_key",
-    "price_cents",
-    "currency",
-    "stock",
-    "kind",
-    "credits",
-    "active",
-    "updated_at",
-)
 
 
 class SkuTaken(Conflict):
@@ -83,14 +69,6 @@ class ProductRepository(Repository[Product]):
         connection = await self.connection()
         row = (await connection.execute(_ONE, {"id": product_id})).first()
         return None if row is None else ProductView.model_validate(row)
-
-    async def views(self, product_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ProductView]:
-        """The products of `product_ids` that exist, by id, as of this transaction."""
-        ids = set(product_ids)
-        if not ids:
-            return {}
-        rows = await self.session.execute(_ALL.where(Product.id.in_(ids)))
-        return {row.id: ProductView.model_validate(row) for row in rows}
 
     async def list(
         self, page: PageRequest, *, pattern: str | None, include_inactive: bool
@@ -127,7 +105,12 @@ class ProductRepository(Repository[Product]):
         statement = (
             values.on_conflict_do_update(
                 index_elements=[table.c.sku_key],
-                set_={name: values.excluded[name] for name in UPSERT_COLUMNS},
+                # Everything but the product's identity and when it was first added.
+                set_={
+                    column.name: values.excluded[column.name]
+                    for column in table.c
+                    if column.name not in {"id", "created_at"}
+                },
             )
             if update
             else values.on_conflict_do_nothing(index_elements=[table.c.sku_key])

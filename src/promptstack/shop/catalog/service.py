@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,10 @@ class NewProduct:
     kind: ProductKind = ProductKind.GOODS
     credits: int | None = None
     active: bool = True
+
+
+# The fields a product is made of, as clients (and CSV files) give them.
+PRODUCT_FIELDS = tuple(item.name for item in fields(NewProduct))
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,17 +266,7 @@ def _apply(product: Product, changes: ProductChanges) -> set[str]:
     """Set the fields `changes` names on `product`; the names of those that differ."""
     values = {
         name: getattr(changes, name)
-        for name in (
-            "sku",
-            "name",
-            "description",
-            "price_cents",
-            "currency",
-            "stock",
-            "kind",
-            "credits",
-            "active",
-        )
+        for name in PRODUCT_FIELDS
         if getattr(changes, name) is not None
     }
     if changes.clear_credits:

@@ -35,10 +35,13 @@ class CountingBucket(RedisRateLimiter):
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         super().__init__(client, namespace)
         self.calls = 0
+        self.granted = 0
 
     async def take(self, key: str, quota: Quota, *, want: int = 1, give_back: int = 0) -> Grant:
         self.calls += 1
-        return await super().take(key, quota, want=want, give_back=give_back)
+        grant = await super().take(key, quota, want=want, give_back=give_back)
+        self.granted += grant.granted
+        return grant
 
 
 class Clock:
@@ -101,6 +104,18 @@ async def test_processes_racing_never_admit_more_than_the_bucket(processes: Proc
     admitted = sum(d.allowed for d in decisions)
     assert capacity - n * LEASE <= admitted <= capacity
     assert sum(bucket.calls for _, bucket in limiters) < 400
+
+
+async def test_a_process_holds_at_most_one_lease_of_unspent_tokens(
+    processes: Processes,
+) -> None:
+    """A hundred requests at once outnumber one lease: those left over after the
+    first refill ask Redis for their own token only, never for a lease each."""
+    [(limiter, bucket)] = processes(1)
+    decisions = await asyncio.gather(*(limiter.hit("user:8", quota(1000)) for _ in range(100)))
+    admitted = sum(d.allowed for d in decisions)
+    assert admitted == 100
+    assert admitted <= bucket.granted <= admitted + LEASE - 1
 
 
 async def test_a_bucket_close_to_empty_is_spent_exactly(processes: Processes) -> None:

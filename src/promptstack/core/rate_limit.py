@@ -225,13 +225,17 @@ class LeasedRateLimiter:
     async def _refill(self, lease: _Lease, key: str, quota: Quota, want: int) -> Decision:
         """Take a lease from Redis, giving back what an expired one left unspent.
 
-        Only the first of concurrent refills is waited for; a request that finds the
-        lease spent again after waiting calls Redis itself rather than queueing.
+        Only the first of concurrent refills is waited for and takes a lease; a request
+        that finds the lease spent again after waiting calls Redis itself rather than
+        queueing, for its own token only, so that one process never holds more than one
+        lease's worth of unspent tokens per key.
         """
         give_back, lease.tokens = lease.tokens, 0
         done = None
         if lease.refill is None:
             done = lease.refill = asyncio.get_running_loop().create_future()
+        else:
+            want = 1
         outcome: BaseException | None = None
         try:
             grant = await self._guarded(

@@ -8,7 +8,7 @@ from promptstack.accounts.session_models import (
     TokenPurpose,
 )
 from promptstack.audit.models import AuditEntry
-from promptstack.events.models import InboxEntry, OutboxMessage
+from promptstack.events.models import InboxEntry, OutboxMessage, Snapshot, StoredEvent
 from promptstack.jobs.models import Job, JobState
 from promptstack.notifications.models import Notification
 from promptstack.shop.catalog.models import Product, ProductKind
@@ -27,6 +27,8 @@ __all__ = [
     "ProductKind",
     "RefreshToken",
     "Role",
+    "Snapshot",
+    "StoredEvent",
     "Tier",
     "TokenPurpose",
     "User",

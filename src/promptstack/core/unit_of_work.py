@@ -92,6 +92,11 @@ class UnitOfWork:
             self._connection = await bind.connect()
         return self._connection
 
+    @property
+    def clock(self) -> Clock:
+        """The clock events recorded in this unit of work are stamped by."""
+        return self._clock
+
     def repository(self, kind: type[R]) -> R:
         """The repository of `kind` on this transaction, made on first use."""
         made = self._repositories.get(kind)

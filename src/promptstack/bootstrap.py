@@ -44,6 +44,7 @@ from promptstack.events.inprocess import InProcessBus
 from promptstack.events.outbox import OutboxTable
 from promptstack.events.rabbitmq import DeadLetters, RabbitConsumers, RabbitPublisher
 from promptstack.events.relay import Relay
+from promptstack.events.sourcing import Streams
 from promptstack.exports import jobs as export_jobs
 from promptstack.exports.service import AccountExports
 from promptstack.features.service import FeatureFlags
@@ -58,6 +59,8 @@ from promptstack.notifications import handlers as notification_handlers
 from promptstack.notifications.service import NotificationService
 from promptstack.shop.catalog.models import ProductView
 from promptstack.shop.catalog.service import CatalogService
+from promptstack.shop.orders.domain import ORDERS, Order
+from promptstack.shop.orders.service import OrderService
 
 log = get_logger(__name__)
 
@@ -97,9 +100,10 @@ class EventsServices:
 
 @dataclass(frozen=True, slots=True)
 class ShopServices:
-    """shop/: the catalog (then orders, payments and inventory)."""
+    """shop/: the catalog and orders (then payments and inventory)."""
 
     catalog: CatalogService
+    orders: OrderService
 
 
 _GROUPS = (AccountsServices, JobsServices, EventsServices, ShopServices)
@@ -212,6 +216,15 @@ def bootstrap(
         "products", ProductView, settings.cache_product_ttl_seconds, immutable=True
     )
     catalog = CatalogService(uow, products, auditor, clock, ids)
+    orders = OrderService(
+        uow,
+        catalog,
+        Streams[Order](ORDERS, snapshot_every=settings.order_snapshot_every),
+        auditor,
+        clock,
+        ids,
+        idempotency_hours=settings.idempotency_key_hours,
+    )
     delivery = Delivery(uow, clock, concurrency=settings.database_pool_size)
     publisher: Publisher
     broker_consumers = None
@@ -243,7 +256,7 @@ def bootstrap(
         exports=AccountExports(uow, jobs, auditor),
         notifications=notifications,
         event_admin=EventAdmin(uow, auditor),
-        shop=ShopServices(catalog=catalog),
+        shop=ShopServices(catalog=catalog, orders=orders),
         events=EventsServices(
             consumers=consumers,
             delivery=delivery,

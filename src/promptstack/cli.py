@@ -487,11 +487,13 @@ async def _seed_demo(settings: Settings) -> tuple[int, bool]:
     from promptstack.accounts.service import NewAccount
     from promptstack.bootstrap import bootstrap
     from promptstack.core.errors import Conflict
-    from promptstack.shop.catalog.demo import DEMO_PRODUCTS
+    from promptstack.shop.catalog.demo import DEMO_PRODUCT_IDS, DEMO_PRODUCTS
 
     container = bootstrap(settings)
     try:
-        imported = await container.shop.catalog.import_products(DEMO_PRODUCTS, update=False)
+        imported = await container.shop.catalog.import_products(
+            DEMO_PRODUCTS, update=False, ids=DEMO_PRODUCT_IDS
+        )
         try:
             await container.accounts.service.register(
                 NewAccount(

@@ -41,6 +41,7 @@ from promptstack.http.problems import install_problem_handlers
 from promptstack.jobs import routes as jobs_routes
 from promptstack.notifications import routes as notifications_routes
 from promptstack.shop.catalog import routes as catalog_routes
+from promptstack.shop.orders import routes as order_routes
 
 log = get_logger(__name__)
 
@@ -85,6 +86,12 @@ TAGS = [
         "name": "products",
         "description": "The shop's catalog: goods, and credit packs that top up the LLM "
         "credit balance. Anyone browses; administrators add and change products.",
+    },
+    {
+        "name": "orders",
+        "description": "Orders, event-sourced: placed at once (idempotently with an "
+        "`Idempotency-Key`), then paid and reserved in the background until confirmed or "
+        "cancelled. Each order's history can be read as of any moment.",
     },
     {
         "name": "admin",
@@ -208,6 +215,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         notifications_routes,
         jobs_routes,
         catalog_routes,
+        order_routes,
     ):
         app.include_router(module.router)
     return app

@@ -12,6 +12,7 @@ from promptstack.events.models import InboxEntry, OutboxMessage, Snapshot, Store
 from promptstack.jobs.models import Job, JobState
 from promptstack.notifications.models import Notification
 from promptstack.shop.catalog.models import Product, ProductKind
+from promptstack.shop.orders.models import OrderRequest
 
 __all__ = [
     "ROLE_RANK",
@@ -22,6 +23,7 @@ __all__ = [
     "JobState",
     "LoginFailure",
     "Notification",
+    "OrderRequest",
     "OutboxMessage",
     "Product",
     "ProductKind",

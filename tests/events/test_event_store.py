@@ -7,7 +7,6 @@ import asyncio
 import functools
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -195,20 +194,6 @@ async def test_old_versions_are_upcast_on_read(container: Container, clock: Froz
         read = await EventStore.of(uow).read(s)
     assert [r.event for r in read] == [Renamed(name="first shape"), Renamed(name="second shape")]
     assert [r.envelope.schema_version for r in read] == [1, 2]
-
-
-async def test_reading_as_of_a_moment_stops_at_it(container: Container, clock: FrozenClock) -> None:
-    s = stream()
-    moments = []
-    for n in range(3):
-        async with container.uow() as uow:
-            [recorded] = await EventStore.of(uow).append("tally", s, n, [Counted(n=n)])
-        moments.append(recorded.envelope.occurred_at)
-        clock.advance(timedelta(minutes=1))
-    async with container.uow(read_only=True) as uow:
-        store = EventStore.of(uow)
-        assert [r.version for r in await store.read(s, until=moments[1])] == [1, 2]
-        assert await store.read(s, until=moments[0] - timedelta(seconds=1)) == []
 
 
 async def snapshots_of(container: Container, s: str) -> list[tuple[int, dict[str, Any]]]:

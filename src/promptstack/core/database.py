@@ -211,7 +211,7 @@ class Database:
     """The engines and session factories of one process.
 
     Writes always go to the primary; read-only units of work go to the replica when
-    `DATABASE_READ_URL` is set.
+    `DATABASE_READ_URL` is set, unless they ask for the primary.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -224,6 +224,14 @@ class Database:
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # Reads that must see what was just written (a client's own new order).
+        self.primary_read_sessions = (
+            async_sessionmaker(
+                self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
+            )
+            if settings.database_read_url
+            else self.read_sessions
+        )
 
     async def dispose(self) -> None:
         await self.engine.dispose()

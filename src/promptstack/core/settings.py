@@ -225,6 +225,13 @@ class Settings(BaseSettings):
     # one of the same name.
     feature_flags: Annotated[dict[FlagName, FlagRule], NoDecode] = Field(default_factory=dict)
 
+    # --- shop: orders ------------------------------------------------------------------------
+    # An order's state is saved every this many events (0: never); loading reads the
+    # latest snapshot and the events after it.
+    order_snapshot_every: int = Field(default=50, ge=0, le=100_000)
+    # How long an Idempotency-Key of placing an order stays bound to its order.
+    idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+
     @field_validator(
         "trusted_proxies",
         "cors_origins",

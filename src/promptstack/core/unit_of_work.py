@@ -196,9 +196,17 @@ class UnitOfWorkFactory:
         self._event_listeners: list[Callable[[], None]] = []
         self._on_open: list[Callable[[UnitOfWork], None]] = []
 
-    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
+    def __call__(self, *, read_only: bool = False, primary: bool = False) -> UnitOfWork:
+        """A unit of work; a read-only one reads the replica unless `primary` is asked
+        for, by a read that must see what this client has just written."""
+        if not read_only:
+            sessions = self.database.sessions
+        elif primary:
+            sessions = self.database.primary_read_sessions
+        else:
+            sessions = self.database.read_sessions
         uow = UnitOfWork(
-            self.database.read_sessions if read_only else self.database.sessions,
+            sessions,
             read_only=read_only,
             outbox=self.outbox,
             clock=self.clock,

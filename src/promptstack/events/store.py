@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Insert, Table, delete, func, insert, select
@@ -125,17 +124,13 @@ class EventStore(SessionRepository):
             raise StreamConflict(f"{stream} changed since version {expected_version}") from error
         return recorded
 
-    async def read(
-        self, stream: str, *, after: int = 0, until: datetime | None = None
-    ) -> list[Recorded]:
-        """The stream's events after version `after`, up to the moment `until` if given."""
+    async def read(self, stream: str, *, after: int = 0) -> list[Recorded]:
+        """The stream's events after version `after`, in order."""
         query = (
             select(StoredEvent)
             .where(StoredEvent.stream == stream, StoredEvent.version > after)
             .order_by(StoredEvent.version)
         )
-        if until is not None:
-            query = query.where(StoredEvent.occurred_at <= until)
         return [Recorded.of(row) for row in (await self.session.scalars(query)).all()]
 
     async def read_category(

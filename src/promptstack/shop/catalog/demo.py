@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from promptstack.shop.catalog.models import ProductKind
 from promptstack.shop.catalog.service import NewProduct
 
@@ -41,3 +43,8 @@ DEMO_PRODUCTS = (
         credits=1000,
     ),
 )
+
+# Fixed, so that the API's examples name products that exist once the demo is seeded.
+_NAMESPACE = uuid.UUID("5b0f8a52-3f0e-4c36-9a51-0d6c2f1e7a90")
+DEMO_PRODUCT_IDS = {product.sku: uuid.uuid5(_NAMESPACE, product.sku) for product in DEMO_PRODUCTS}
+DEMO_MUG_ID = DEMO_PRODUCT_IDS["DEMO-MUG"]

@@ -45,6 +45,7 @@ _LISTS = {
     (True, True): _listing(_ALL.where(_MATCHING)),
 }
 _ONE = _ALL.where(Product.id == bindparam("id"))
+_MANY = _ALL.where(Product.id.in_(bindparam("ids", expanding=True)))
 
 
 class SkuTaken(Conflict):
@@ -69,6 +70,11 @@ class ProductRepository(Repository[Product]):
         connection = await self.connection()
         row = (await connection.execute(_ONE, {"id": product_id})).first()
         return None if row is None else ProductView.model_validate(row)
+
+    async def shown_many(self, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ProductView]:
+        connection = await self.connection()
+        rows = await connection.execute(_MANY, {"ids": list(product_ids)})
+        return {row.id: ProductView.model_validate(row) for row in rows}
 
     async def list(
         self, page: PageRequest, *, pattern: str | None, include_inactive: bool

@@ -8,7 +8,7 @@ inventory reserving stock (`forget_after_commit`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -177,11 +177,18 @@ class CatalogService:
             return ProductView.model_validate(product)
 
     async def import_products(
-        self, drafts: Sequence[NewProduct], *, update: bool = True, dry_run: bool = False
+        self,
+        drafts: Sequence[NewProduct],
+        *,
+        update: bool = True,
+        dry_run: bool = False,
+        ids: Mapping[str, uuid.UUID] | None = None,
     ) -> Imported:
         """Add `drafts` in one transaction and one statement; a draft whose SKU exists
         replaces that product's fields (or, with `update=False`, is skipped). A dry run
-        tells what would happen and writes nothing. SKUs must be unique among `drafts`."""
+        tells what would happen and writes nothing. SKUs must be unique among `drafts`.
+        `ids` fixes the ids of new products by SKU (the demo's, which the API's examples
+        name); the others get new ones."""
         for draft in drafts:
             _check_credits(draft.kind, draft.credits)
         keys = [sku_key(draft.sku) for draft in drafts]
@@ -198,7 +205,7 @@ class CatalogService:
                 return imported
             await products.upsert(
                 [
-                    _row(draft, key, self.ids.new(), now)
+                    _row(draft, key, (ids or {}).get(draft.sku) or self.ids.new(), now)
                     for draft, key in zip(drafts, keys, strict=True)
                 ],
                 update=update,
@@ -215,6 +222,13 @@ class CatalogService:
             if update:
                 self.forget_after_commit(uow, existing.values())
         return imported
+
+    async def for_order(
+        self, uow: UnitOfWork, product_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, ProductView]:
+        """The products an order names, read in the placing transaction itself rather
+        than from the cache, so an order is never priced from a stale copy."""
+        return await ProductRepository.of(uow).shown_many(product_ids)
 
     def forget_after_commit(self, uow: UnitOfWork, product_ids: Iterable[uuid.UUID]) -> None:
         """Drop the cached copies of `product_ids` in every process once `uow` commits."""

@@ -1,0 +1,1 @@
+"""Orders: an event-sourced aggregate, placed idempotently, settled by the saga."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 
 from promptstack.accounts import handlers as account_handlers
+from promptstack.accounts.credits import CreditLedger
 from promptstack.accounts.mail import AccountMail
 from promptstack.accounts.models import UserSnapshot
 from promptstack.accounts.recovery import AccountRecovery
@@ -67,12 +68,14 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class AccountsServices:
-    """accounts/: the accounts, sign-in and sessions, recovery by email, and the tokens."""
+    """accounts/: the accounts, sign-in and sessions, recovery by email, the tokens, and
+    the credit ledger."""
 
     service: AccountService
     auth: AuthService
     recovery: AccountRecovery
     tokens: TokenCodec
+    credits: CreditLedger
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +219,7 @@ def bootstrap(
         "products", ProductView, settings.cache_product_ttl_seconds, immutable=True
     )
     catalog = CatalogService(uow, products, auditor, clock, ids)
+    credits = CreditLedger(uow, clock, ids)
     orders = OrderService(
         uow,
         catalog,
@@ -249,6 +253,7 @@ def bootstrap(
             auth=auth,
             recovery=recovery,
             tokens=tokens,
+            credits=credits,
         ),
         audit_log=AuditLog(uow),
         features=FeatureFlags(settings),

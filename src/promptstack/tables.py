@@ -1,5 +1,6 @@
 """Domain entities and their tables. Importing this package registers every table."""
 
+from promptstack.accounts.credit_models import CreditEntry, CreditReason
 from promptstack.accounts.models import ROLE_RANK, Role, Tier, User, UserSnapshot
 from promptstack.accounts.session_models import (
     ActionToken,
@@ -18,6 +19,8 @@ __all__ = [
     "ROLE_RANK",
     "ActionToken",
     "AuditEntry",
+    "CreditEntry",
+    "CreditReason",
     "InboxEntry",
     "Job",
     "JobState",

@@ -185,6 +185,7 @@ async def test_constraint_and_index_names_follow_the_naming_convention(
     assert ("fk", "user_id", "fk_refresh_tokens_user_id_users") in found["refresh_tokens"]
     assert ("uq", "email_key", "uq_users_email_key") in found["users"]
     assert {name for kind, _, name in found["users"] if kind == "ck"} == {
+        "ck_users_credits_not_negative",
         "ck_users_role",
         "ck_users_tier",
     }

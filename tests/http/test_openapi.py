@@ -42,6 +42,7 @@ OPERATION_IDS = {
     "users-list-users",
     "users-read-user",
     "users-administer-user",
+    "users-read-my-credit-ledger",
     "products-list-products",
     "products-get-product",
     "products-create-product",

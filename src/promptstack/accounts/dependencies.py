@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from promptstack.accounts.credits import CreditLedger
 from promptstack.accounts.models import Role, UserSnapshot
 from promptstack.accounts.recovery import AccountRecovery
 from promptstack.accounts.service import AccountService
@@ -18,6 +19,7 @@ from promptstack.http.schemas import TOKEN_MAX_LENGTH
 AuthServiceDep = Annotated[AuthService, Depends(provider(AuthService))]
 AccountServiceDep = Annotated[AccountService, Depends(provider(AccountService))]
 RecoveryDep = Annotated[AccountRecovery, Depends(provider(AccountRecovery))]
+CreditLedgerDep = Annotated[CreditLedger, Depends(provider(CreditLedger))]
 
 # auto_error is off so a missing token gets our problem document, not FastAPI's default.
 bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)

@@ -8,7 +8,17 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Boolean, Index, Integer, Row, String, Uuid, false
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Index,
+    Integer,
+    Row,
+    String,
+    Uuid,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptstack.core.database import Base, UTCDateTime, str_enum
@@ -35,7 +45,10 @@ def search_key(*parts: str | None) -> str:
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_users_created_at_id", "created_at", "id"),
+        CheckConstraint("credits >= 0", name="credits_not_negative"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
@@ -52,7 +65,8 @@ class User(Base):
     # Set by administrators; feature flags can target beta testers. The server default
     # gives accounts that predate the column a value.
     is_beta_tester: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    credits: Mapped[int] = mapped_column(Integer, default=0)
+    # Changed only through the credit ledger (accounts/credits.py), one entry per change.
+    credits: Mapped[int] = mapped_column(BigInteger, default=0)
     preferred_provider: Mapped[str | None] = mapped_column(String(32))
     # Bumped whenever live sessions must end (password change, deactivation): access
     # tokens carry the version they were issued under and stop working once it moves.

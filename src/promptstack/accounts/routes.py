@@ -8,9 +8,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator
 
-from promptstack.accounts.dependencies import AccountServiceDep, AdminUser, CurrentUser
+from promptstack.accounts.credit_models import ShownCreditEntry
+from promptstack.accounts.dependencies import (
+    AccountServiceDep,
+    AdminUser,
+    CreditLedgerDep,
+    CurrentUser,
+)
 from promptstack.accounts.models import Role, ShownUser, User, UserSnapshot
-from promptstack.accounts.schemas import AdminUserIn, PasswordChangeIn, ProfileIn, UserOut
+from promptstack.accounts.schemas import (
+    AdminUserIn,
+    CreditEntryOut,
+    PasswordChangeIn,
+    ProfileIn,
+    UserOut,
+)
 from promptstack.accounts.service import AdminChanges, ProfileChanges
 from promptstack.core.errors import (
     Conflict,
@@ -69,6 +81,15 @@ async def change_password(
 async def delete_me(user: CurrentUser, accounts: AccountServiceDep) -> None:
     """Close your account: sessions end and personal data is removed."""
     await accounts.delete_self(user)
+
+
+@router.get("/me/credit-ledger", response_model=PageOut[CreditEntryOut])
+async def read_my_credit_ledger(
+    user: CurrentUser, ledger: CreditLedgerDep, page: PageDep
+) -> Page[ShownCreditEntry]:
+    """Every change of your credit balance, newest first: purchases add, LLM calls spend.
+    Your balance itself is `credits` in `GET /users/me`."""
+    return await ledger.entries(user, page)
 
 
 @router.get("", response_model=PageOut[UserOut], responses=problem_responses(Forbidden))

@@ -16,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 
+from promptstack.accounts.credit_models import CreditReason
 from promptstack.accounts.models import Role, Tier
 from promptstack.accounts.rules import (
     EMAIL_MAX_LENGTH,
@@ -154,3 +155,14 @@ class AdminUserIn(Input):
     is_active: Annotated[StrictBool | None, not_null()] = None
     tier: Annotated[Tier | None, not_null()] = None
     is_beta_tester: Annotated[StrictBool | None, not_null()] = None
+
+
+class CreditEntryOut(Output):
+    """One change of the caller's credit balance."""
+
+    id: uuid.UUID
+    delta: int = Field(description="Credits added (positive) or spent (negative).")
+    balance: int = Field(description="The balance right after this change.")
+    reason: CreditReason
+    reference: str = Field(description="What caused it, such as `order:<id>`.")
+    created_at: datetime

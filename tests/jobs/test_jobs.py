@@ -293,6 +293,18 @@ async def test_a_job_that_always_fails_ends_in_failure_after_its_retries(
     assert job.finished_at is not None
 
 
+async def test_a_job_may_wait_longer_than_its_retries_allow(harness: Harness) -> None:
+    """Waiting on the outside world (RetryLater) is no failed attempt."""
+    job_id = await harness.submit("test.patient", waits=MAX_RETRIES + 3)
+
+    job = await harness.finished(job_id)
+
+    assert job.state is JobState.SUCCESS, job.error
+    assert job.result == {"attempt": 1, "waited": MAX_RETRIES + 3}
+    assert job.attempts == 1
+    assert job.error is None
+
+
 async def test_a_job_dispatched_twice_runs_once(harness: Harness) -> None:
     gate = harness.gate()
     job_id = await harness.submit("test.gated", gate=str(gate))

@@ -33,6 +33,16 @@ class FatalJobError(Exception):
     the job fails at once instead of being retried."""
 
 
+class RetryLater(Exception):
+    """Raised by a job that waits on something outside (a payment gateway that is down):
+    it runs again after `after` seconds, and the wait is no failed attempt, so a job may
+    wait as long as it decides rather than as long as `JOB_MAX_RETRIES` allows."""
+
+    def __init__(self, after: float, reason: str) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
 class JobLost(Exception):
     """The runner's lease lapsed and another runner took the job over."""
 
@@ -153,6 +163,22 @@ class JobLeases:
         if not retry:
             return None
         return Backoff(self.settings.job_retry_base_seconds).delay(job.attempt)
+
+    async def postpone(self, job: ClaimedJob, reason: str) -> None:
+        """Pending again, this attempt not counted, with `reason` as its last error.
+        Raises `JobLost`."""
+        async with self.uow() as uow:
+            held = await JobRepository.of(uow).update_claimed(
+                job.id,
+                job.attempt,
+                state=JobState.PENDING,
+                attempts=job.attempt - 1,
+                error=reason[:ERROR_MAX_LENGTH],
+                locked_until=None,
+                updated_at=self.clock.now(),
+            )
+        if not held:
+            raise JobLost(f"job {job.id} was taken over by another runner")
 
     async def release(self, job: ClaimedJob) -> None:
         """Give the job back unfinished (its process is stopping): pending again, and the

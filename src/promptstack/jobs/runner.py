@@ -21,7 +21,14 @@ from promptstack.core.logging import get_logger
 from promptstack.core.metrics import JOBS
 from promptstack.core.settings import Settings
 from promptstack.core.unit_of_work import UnitOfWorkFactory
-from promptstack.jobs.leases import Busy, ClaimedJob, FatalJobError, JobLeases, JobLost
+from promptstack.jobs.leases import (
+    Busy,
+    ClaimedJob,
+    FatalJobError,
+    JobLeases,
+    JobLost,
+    RetryLater,
+)
 from promptstack.jobs.models import JobState
 from promptstack.jobs.registry import JobContext, JobKinds, JobResult
 
@@ -30,8 +37,9 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RunAgain:
-    """Run the job again after `after` seconds: a retry of a failed attempt (`retry`), or
-    a look at a job another runner holds, once its lease would have lapsed."""
+    """Run the job again after `after` seconds: a retry of a failed attempt (`retry`); or
+    a look at a job another runner holds, once its lease would have lapsed, or at a job
+    that asked to wait (`RetryLater`)."""
 
     after: float
     retry: bool
@@ -77,6 +85,8 @@ class JobRunner:
         except JobLost:
             log.warning("job_lost")
             return None
+        except RetryLater as wait:
+            return await self._postponed(job, wait)
         except Exception as exc:
             return await self._failed(job, exc)
         if await self.leases.succeed(job, result):
@@ -123,6 +133,16 @@ class JobRunner:
         JOBS.labels(job.kind, "retry").inc()
         log.warning("job_attempt_failed", error=error, retry_in=delay, exc_info=exc)
         return RunAgain(delay, retry=True)
+
+    async def _postponed(self, job: ClaimedJob, wait: RetryLater) -> RunAgain | None:
+        try:
+            await self.leases.postpone(job, str(wait))
+        except JobLost:
+            log.warning("job_lost")
+            return None
+        log.info("job_postponed", reason=str(wait), run_again_in=wait.after)
+        # Not a retry of a failure: no executor's retry budget is spent on it.
+        return RunAgain(wait.after, retry=False)
 
     async def _release(self, job: ClaimedJob) -> None:
         try:

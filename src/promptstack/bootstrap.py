@@ -60,8 +60,17 @@ from promptstack.notifications import handlers as notification_handlers
 from promptstack.notifications.service import NotificationService
 from promptstack.shop.catalog.models import ProductView
 from promptstack.shop.catalog.service import CatalogService
+from promptstack.shop.inventory import handlers as inventory_handlers
+from promptstack.shop.inventory.service import InventoryService
+from promptstack.shop.orders import handlers as order_handlers
 from promptstack.shop.orders.domain import ORDERS, Order
 from promptstack.shop.orders.service import OrderService
+from promptstack.shop.payments import handlers as payment_handlers
+from promptstack.shop.payments import jobs as payment_jobs
+from promptstack.shop.payments.gateway import PaymentDeclined, PaymentGateway
+from promptstack.shop.payments.http_gateway import GatewayRefused, HttpPaymentGateway
+from promptstack.shop.payments.sandbox import SandboxGateway
+from promptstack.shop.payments.service import PaymentService
 
 log = get_logger(__name__)
 
@@ -103,10 +112,13 @@ class EventsServices:
 
 @dataclass(frozen=True, slots=True)
 class ShopServices:
-    """shop/: the catalog and orders (then payments and inventory)."""
+    """shop/: the catalog, orders, and the saga's payment and inventory steps."""
 
     catalog: CatalogService
     orders: OrderService
+    payments: PaymentService
+    inventory: InventoryService
+    gateway: PaymentGateway
 
 
 _GROUPS = (AccountsServices, JobsServices, EventsServices, ShopServices)
@@ -162,6 +174,8 @@ class Container:
         await self.events.relay.stop(grace)
         await self.jobs.executor.stop(grace)
         await self.events.publisher.aclose()
+        if isinstance(self.shop.gateway, HttpPaymentGateway):
+            await self.shop.gateway.aclose()
         await self.cache.aclose()
         await self.database.dispose()
 
@@ -215,20 +229,8 @@ def bootstrap(
     job_handlers.register(consumers, executor)
     notifications = NotificationService(uow, auditor, mailer, clock, ids, settings)
     notification_handlers.register(consumers, notifications)
-    products: CacheRegion[ProductView] = cache.region(
-        "products", ProductView, settings.cache_product_ttl_seconds, immutable=True
-    )
-    catalog = CatalogService(uow, products, auditor, clock, ids)
     credits = CreditLedger(uow, clock, ids)
-    orders = OrderService(
-        uow,
-        catalog,
-        Streams[Order](ORDERS, snapshot_every=settings.order_snapshot_every),
-        auditor,
-        clock,
-        ids,
-        idempotency_hours=settings.idempotency_key_hours,
-    )
+    shop = _shop(settings, uow, cache, consumers, kinds, jobs, credits, notifications, auditor, ids)
     delivery = Delivery(uow, clock, concurrency=settings.database_pool_size)
     publisher: Publisher
     broker_consumers = None
@@ -261,7 +263,7 @@ def bootstrap(
         exports=AccountExports(uow, jobs, auditor),
         notifications=notifications,
         event_admin=EventAdmin(uow, auditor),
-        shop=ShopServices(catalog=catalog, orders=orders),
+        shop=shop,
         events=EventsServices(
             consumers=consumers,
             delivery=delivery,
@@ -270,6 +272,67 @@ def bootstrap(
             broker_consumers=broker_consumers,
             broker_ping=broker_ping,
         ),
+    )
+
+
+def _shop(
+    settings: Settings,
+    uow: UnitOfWorkFactory,
+    cache: Cache,
+    consumers: Consumers,
+    kinds: JobKinds,
+    jobs: JobService,
+    credits: CreditLedger,
+    notifications: NotificationService,
+    auditor: Auditor,
+    ids: IdSource,
+) -> ShopServices:
+    """The shop's services, and the consumers and jobs of its saga."""
+    clock = uow.clock
+    products: CacheRegion[ProductView] = cache.region(
+        "products", ProductView, settings.cache_product_ttl_seconds, immutable=True
+    )
+    catalog = CatalogService(uow, products, auditor, clock, ids)
+    orders = OrderService(
+        uow,
+        catalog,
+        Streams[Order](ORDERS, snapshot_every=settings.order_snapshot_every),
+        auditor,
+        clock,
+        ids,
+        idempotency_hours=settings.idempotency_key_hours,
+    )
+    gateway: PaymentGateway
+    if settings.payment_gateway_url is None:
+        gateway = SandboxGateway(uow, clock)
+    else:
+        breaker = CircuitBreaker(
+            "payment-gateway",
+            failure_threshold=5,
+            recovery_timeout=30.0,
+            excluded=(PaymentDeclined, GatewayRefused),
+            clock=clock.monotonic,
+        )
+        gateway = HttpPaymentGateway(
+            settings.payment_gateway_url,
+            timeout=settings.payment_gateway_timeout_seconds,
+            breaker=breaker,
+        )
+    payments = PaymentService(
+        uow,
+        gateway,
+        jobs,
+        clock,
+        retry_window_seconds=settings.payment_retry_window_seconds,
+        retry_base_seconds=settings.payment_retry_base_seconds,
+    )
+    inventory = InventoryService(catalog, clock)
+    payment_handlers.register(consumers, payments)
+    payment_jobs.register(kinds, payments)
+    inventory_handlers.register(consumers, inventory)
+    order_handlers.register(consumers, orders, credits, notifications)
+    return ShopServices(
+        catalog=catalog, orders=orders, payments=payments, inventory=inventory, gateway=gateway
     )
 
 

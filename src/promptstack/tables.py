@@ -13,7 +13,9 @@ from promptstack.events.models import InboxEntry, OutboxMessage, Snapshot, Store
 from promptstack.jobs.models import Job, JobState
 from promptstack.notifications.models import Notification
 from promptstack.shop.catalog.models import Product, ProductKind
+from promptstack.shop.inventory.models import Reservation, ReservationStatus
 from promptstack.shop.orders.models import OrderRequest
+from promptstack.shop.payments.models import Payment, PaymentStatus, SandboxOperation
 
 __all__ = [
     "ROLE_RANK",
@@ -28,10 +30,15 @@ __all__ = [
     "Notification",
     "OrderRequest",
     "OutboxMessage",
+    "Payment",
+    "PaymentStatus",
     "Product",
     "ProductKind",
     "RefreshToken",
+    "Reservation",
+    "ReservationStatus",
     "Role",
+    "SandboxOperation",
     "Snapshot",
     "StoredEvent",
     "Tier",

@@ -18,8 +18,9 @@ from promptstack.bootstrap import Container
 from promptstack.core.clock import FrozenClock
 from promptstack.core.envelope import EVENT_TYPES, Event
 from promptstack.events.models import OutboxMessage, Snapshot, StoredEvent
+from promptstack.events.recorded import Recorded, StreamConflict
 from promptstack.events.sourcing import Loaded, Streams, retrying_conflicts
-from promptstack.events.store import EventStore, Recorded, StreamConflict
+from promptstack.events.store import EventStore
 
 
 class Counted(Event):

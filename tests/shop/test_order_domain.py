@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from promptstack.core.envelope import Event, envelope_for
+from promptstack.events.recorded import Recorded
 from promptstack.events.sourcing import Streams
-from promptstack.events.store import Recorded
 from promptstack.shop.orders import domain
 from promptstack.shop.orders.domain import (
     ORDERS,

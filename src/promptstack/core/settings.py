@@ -231,6 +231,14 @@ class Settings(BaseSettings):
     order_snapshot_every: int = Field(default=50, ge=0, le=100_000)
     # How long an Idempotency-Key of placing an order stays bound to its order.
     idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    # The payment processor's HTTP API; unset, the sandbox in this database pays (the
+    # test tokens: tok_visa, tok_chargeDeclined, tok_gatewayError).
+    payment_gateway_url: str | None = None
+    payment_gateway_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # While the processor is unreachable an order waits, retried with backoff from
+    # PAYMENT_RETRY_BASE_SECONDS up to a minute; after the window it is cancelled.
+    payment_retry_window_seconds: float = Field(default=600.0, ge=0, le=7 * 86_400)
+    payment_retry_base_seconds: float = Field(default=2.0, gt=0, le=600)
 
     @field_validator(
         "trusted_proxies",

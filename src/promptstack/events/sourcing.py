@@ -14,7 +14,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from promptstack.core.envelope import Event
 from promptstack.core.unit_of_work import UnitOfWork
-from promptstack.events.store import EventStore, Recorded, StreamConflict
+from promptstack.events.recorded import Recorded, StreamConflict
+from promptstack.events.store import EventStore
 
 S = TypeVar("S")
 T = TypeVar("T")

@@ -16,32 +16,11 @@ from sqlalchemy import Insert, Table, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from promptstack.core.envelope import EVENT_TYPES, Envelope, Event
-from promptstack.core.errors import Conflict
+from promptstack.core.envelope import Event
 from promptstack.core.repository import SessionRepository
 from promptstack.core.unit_of_work import UnitOfWork
 from promptstack.events.models import Snapshot, StoredEvent
-
-
-class StreamConflict(Conflict):
-    """Another writer appended to the stream since it was read: decide again."""
-
-    code = "concurrent_change"
-    title = "Changed by someone else at the same time"
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """An event as its stream holds it: read back upcast to the current shape."""
-
-    version: int
-    event: Event
-    envelope: Envelope
-
-    @classmethod
-    def of(cls, row: StoredEvent) -> Recorded:
-        envelope = row.envelope()
-        return cls(row.version, EVENT_TYPES.decode(envelope), envelope)
+from promptstack.events.recorded import Recorded, StreamConflict
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +110,7 @@ class EventStore(SessionRepository):
             .where(StoredEvent.stream == stream, StoredEvent.version > after)
             .order_by(StoredEvent.version)
         )
-        return [Recorded.of(row) for row in (await self.session.scalars(query)).all()]
+        return [_recorded(row) for row in (await self.session.scalars(query)).all()]
 
     async def read_category(
         self, category: str, *, after_position: int, limit: int
@@ -145,7 +124,7 @@ class EventStore(SessionRepository):
             .limit(limit)
         )
         rows = (await self.session.scalars(query)).all()
-        return [(row.position, Recorded.of(row)) for row in rows]
+        return [(row.position, _recorded(row)) for row in rows]
 
     async def count(self, category: str) -> int:
         found = await self.session.scalar(
@@ -183,3 +162,7 @@ class EventStore(SessionRepository):
     async def drop_snapshots(self, category: str) -> int:
         result = await self.session.execute(delete(Snapshot).where(Snapshot.category == category))
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _recorded(row: StoredEvent) -> Recorded:
+    return Recorded.of(row.version, row.envelope())

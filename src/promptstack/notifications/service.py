@@ -77,6 +77,20 @@ class NotificationService:
             )
         return notification_id
 
+    def notify(self, uow: UnitOfWork, user_id: uuid.UUID, subject: str, message: str) -> None:
+        """Queue a notification from the service itself (no sender) in `uow`, the
+        transaction that makes it true: an order confirmed, say."""
+        uow.record(
+            NotificationRequested(
+                notification_id=self.ids.new(),
+                user_id=user_id,
+                sender_id=None,
+                subject=subject,
+                message=message,
+            ),
+            aggregate_id=user_id,
+        )
+
     async def deliver_in_app(
         self, uow: UnitOfWork, event: NotificationRequested, *, sent_at: datetime
     ) -> None:
@@ -108,14 +122,15 @@ class NotificationService:
         if user is None or user.deleted_at is not None:
             return
         app = self.settings.app_name
+        sender = f"the {app} administrators" if event.sender_id else app
         await self.mailer.send(
             compose(
                 user.email,
                 # One line even if a future sender forgets to check: a header must not break.
                 " ".join(event.subject.split()),
                 [f"Hello {user.full_name or user.username},", event.message],
-                footer=f"Sent by the {app} administrators. This message is also in your "
-                f"{app} notifications (GET /api/v1/notifications).",
+                footer=f"Sent by {sender}. This message is also in your {app} notifications "
+                "(GET /api/v1/notifications).",
             )
         )
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, select
+from sqlalchemy import Row, Table, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -75,6 +76,46 @@ class ProductRepository(Repository[Product]):
         connection = await self.connection()
         rows = await connection.execute(_MANY, {"ids": list(product_ids)})
         return {row.id: ProductView.model_validate(row) for row in rows}
+
+    async def take_stock(self, wanted: Mapping[uuid.UUID, int], now: datetime) -> uuid.UUID | None:
+        """Take every quantity in `wanted` from stock, or none of them: the first product
+        (by id) short of its quantity, or None when all were taken.
+
+        The rows are locked in id order first (PostgreSQL), so concurrent reservations
+        of overlapping products queue instead of deadlocking, and what is checked is
+        what is changed; then one conditional statement takes them all.
+        """
+        ids = sorted(wanted)
+        rows = await self.session.execute(
+            select(Product.id, Product.stock)
+            .where(Product.id.in_(ids))
+            .order_by(Product.id)
+            .with_for_update()
+        )
+        stock: dict[uuid.UUID, int] = {row.id: row.stock for row in rows}
+        for product_id in ids:
+            if stock.get(product_id, 0) < wanted[product_id]:
+                return product_id
+        taken = await self._add_stock(wanted, now, sign=-1)
+        if taken != len(ids):
+            raise RuntimeError("stock changed under a lock")
+        return None
+
+    async def return_stock(self, given: Mapping[uuid.UUID, int], now: datetime) -> None:
+        await self._add_stock(given, now, sign=1)
+
+    async def _add_stock(
+        self, amounts: Mapping[uuid.UUID, int], now: datetime, *, sign: int
+    ) -> int:
+        change = case({product_id: sign * n for product_id, n in amounts.items()}, value=Product.id)
+        statement = (
+            update(Product)
+            .where(Product.id.in_(list(amounts)), Product.stock + change >= 0)
+            .values(stock=Product.stock + change, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        result = await self.session.execute(statement)
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def list(
         self, page: PageRequest, *, pattern: str | None, include_inactive: bool

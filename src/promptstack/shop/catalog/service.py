@@ -230,6 +230,20 @@ class CatalogService:
         than from the cache, so an order is never priced from a stale copy."""
         return await ProductRepository.of(uow).shown_many(product_ids)
 
+    async def take_stock(
+        self, uow: UnitOfWork, wanted: Mapping[uuid.UUID, int]
+    ) -> uuid.UUID | None:
+        """Take all of `wanted` from stock in `uow`, or nothing: the product short of
+        its quantity, if one is. Every process sees the new stock once `uow` commits."""
+        short = await ProductRepository.of(uow).take_stock(wanted, self.clock.now())
+        if short is None:
+            self.forget_after_commit(uow, wanted)
+        return short
+
+    async def return_stock(self, uow: UnitOfWork, given: Mapping[uuid.UUID, int]) -> None:
+        await ProductRepository.of(uow).return_stock(given, self.clock.now())
+        self.forget_after_commit(uow, given)
+
     def forget_after_commit(self, uow: UnitOfWork, product_ids: Iterable[uuid.UUID]) -> None:
         """Drop the cached copies of `product_ids` in every process once `uow` commits."""
         parts = [str(product_id) for product_id in product_ids]

@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 
 from promptstack.core.envelope import Event
 from promptstack.core.errors import Conflict
-from promptstack.events.store import Recorded
+from promptstack.events.recorded import Recorded
 from promptstack.shop.orders.events import (
     CancelReason,
     OrderCancelled,

@@ -22,8 +22,9 @@ from promptstack.core.envelope import Event
 from promptstack.core.errors import AppError, Forbidden, NotFound, ValidationFailed
 from promptstack.core.ids import IdSource
 from promptstack.core.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from promptstack.events.recorded import Recorded
 from promptstack.events.sourcing import Loaded, Streams, retrying_conflicts
-from promptstack.events.store import EventStore, Recorded
+from promptstack.events.store import EventStore
 from promptstack.shop.catalog.models import ProductView
 from promptstack.shop.catalog.service import CatalogService
 from promptstack.shop.orders import domain

@@ -1,0 +1,1 @@
+"""Inventory: the saga's stock reservation step, and its release."""

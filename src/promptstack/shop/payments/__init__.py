@@ -1,0 +1,1 @@
+"""Payments: the saga's charging step, its refunds, and the gateways it talks to."""

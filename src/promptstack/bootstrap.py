@@ -64,6 +64,7 @@ from promptstack.shop.inventory import handlers as inventory_handlers
 from promptstack.shop.inventory.service import InventoryService
 from promptstack.shop.orders import handlers as order_handlers
 from promptstack.shop.orders.domain import ORDERS, Order
+from promptstack.shop.orders.projection import OrderProjection
 from promptstack.shop.orders.service import OrderService
 from promptstack.shop.payments import handlers as payment_handlers
 from promptstack.shop.payments import jobs as payment_jobs
@@ -116,6 +117,7 @@ class ShopServices:
 
     catalog: CatalogService
     orders: OrderService
+    projection: OrderProjection
     payments: PaymentService
     inventory: InventoryService
     gateway: PaymentGateway
@@ -293,15 +295,18 @@ def _shop(
         "products", ProductView, settings.cache_product_ttl_seconds, immutable=True
     )
     catalog = CatalogService(uow, products, auditor, clock, ids)
+    streams = Streams[Order](ORDERS, snapshot_every=settings.order_snapshot_every)
     orders = OrderService(
         uow,
         catalog,
-        Streams[Order](ORDERS, snapshot_every=settings.order_snapshot_every),
+        streams,
         auditor,
         clock,
         ids,
         idempotency_hours=settings.idempotency_key_hours,
+        settle_minutes=settings.order_settle_minutes,
     )
+    projection = OrderProjection(uow, streams)
     gateway: PaymentGateway
     if settings.payment_gateway_url is None:
         gateway = SandboxGateway(uow, clock)
@@ -330,9 +335,14 @@ def _shop(
     payment_handlers.register(consumers, payments)
     payment_jobs.register(kinds, payments)
     inventory_handlers.register(consumers, inventory)
-    order_handlers.register(consumers, orders, credits, notifications)
+    order_handlers.register(consumers, orders, projection, credits, notifications)
     return ShopServices(
-        catalog=catalog, orders=orders, payments=payments, inventory=inventory, gateway=gateway
+        catalog=catalog,
+        orders=orders,
+        projection=projection,
+        payments=payments,
+        inventory=inventory,
+        gateway=gateway,
     )
 
 

@@ -456,6 +456,49 @@ async def _import_products(settings: Settings, path: Path, *, dry_run: bool) -> 
         await container.aclose()
 
 
+PROJECTIONS = ("orders",)
+
+
+@app.command("rebuild-projections")
+def rebuild_projections(
+    projection: Annotated[
+        str | None,
+        typer.Option(help=f"Only this read model (one of: {', '.join(PROJECTIONS)})"),
+    ] = None,
+) -> None:
+    """Write the read models again from the event store, while the service runs.
+
+    Each view is replaced by what its stream gives; the live projection goes on
+    meanwhile, and a newer state it writes is never overwritten by the rebuild.
+    """
+    if projection is not None and projection not in PROJECTIONS:
+        console.print(
+            f"[red]No projection {escape(projection)!r}; there is: {', '.join(PROJECTIONS)}.[/red]"
+        )
+        raise typer.Exit(2)
+    settings = _settings()
+    _database_ready(settings)
+    with _plainly(settings):
+        written = asyncio.run(_rebuild_projections(settings))
+    console.print(f"Rebuilt {written} order view(s) from the event store.")
+
+
+async def _rebuild_projections(settings: Settings) -> int:
+    from rich.progress import Progress
+
+    from promptstack.bootstrap import bootstrap
+
+    container = bootstrap(settings)
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("Rebuilding orders", total=None)
+            return await container.shop.projection.rebuild(
+                lambda done, total: progress.update(task, completed=done, total=total)
+            )
+    finally:
+        await container.aclose()
+
+
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-1234"  # noqa: S105  (public by design; refused in production)
 

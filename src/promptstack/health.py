@@ -156,7 +156,9 @@ async def _observe_tables(container: Container) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(
             asyncio.gather(
-                container.events.relay.refresh_metrics(), container.jobs.service.observe()
+                container.events.relay.refresh_metrics(),
+                container.jobs.service.observe(),
+                container.shop.orders.observe(),
             ),
             CHECK_TIMEOUT_SECONDS,
         )

@@ -48,6 +48,8 @@ OPERATION_IDS = {
     "products-create-product",
     "products-update-product",
     "orders-place-order",
+    "orders-list-orders",
+    "admin-stuck-orders",
     "orders-get-order",
     "orders-order-history",
     "orders-cancel-order",

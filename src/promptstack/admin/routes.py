@@ -1,5 +1,5 @@
-"""Administration views: the audit log, and the event backbone's backlog and parked
-events to replay."""
+"""Administration views: the audit log, the event backbone's backlog and parked events
+to replay, and the orders the saga has not settled."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from promptstack.http import API_V1
 from promptstack.http.openapi import problem_responses
 from promptstack.http.pagination import PageDep
 from promptstack.http.schemas import Accepted, PageOut
+from promptstack.shop.orders.dependencies import OrderServiceDep
+from promptstack.shop.orders.schemas import OrderOut
 
 router = APIRouter(prefix=f"{API_V1}/admin", tags=["admin"])
 
@@ -74,3 +76,19 @@ async def replay_event(admin: AdminUser, events: EventAdminDep, event_id: uuid.U
     """Put a parked event back in line with a fresh set of attempts."""
     await events.replay(admin, event_id)
     return Accepted(status="queued")
+
+
+@router.get(
+    "/orders/stuck",
+    response_model=list[OrderOut],
+    responses=problem_responses(Unauthorized, Forbidden),
+)
+async def stuck_orders(
+    admin: AdminUser,
+    orders: OrderServiceDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[OrderOut]:
+    """Orders still `pending` or `paid` after ORDER_SETTLE_MINUTES, oldest change first:
+    a payment processor that stays down, a consumer that keeps failing. The gauge
+    `promptstack_orders_stuck` counts them."""
+    return [OrderOut.of(order) for order in await orders.stuck(admin, limit)]

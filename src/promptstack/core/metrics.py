@@ -128,6 +128,13 @@ JOBS_UNFINISHED = Gauge(
 )
 
 
+ORDERS_STUCK = Gauge(
+    "promptstack_orders_stuck",
+    "Orders the saga has not settled within ORDER_SETTLE_MINUTES, read from the read model.",
+    multiprocess_mode="max",
+)
+
+
 def render(multiprocess_dir: Path | None) -> tuple[bytes, str]:
     """The exposition text, aggregated over processes in multiprocess mode."""
     if multiprocess_dir is not None:

@@ -231,6 +231,9 @@ class Settings(BaseSettings):
     order_snapshot_every: int = Field(default=50, ge=0, le=100_000)
     # How long an Idempotency-Key of placing an order stays bound to its order.
     idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    # An order still pending or paid after this long is listed as stuck, and counted
+    # by the promptstack_orders_stuck gauge.
+    order_settle_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60)
     # The payment processor's HTTP API; unset, the sandbox in this database pays (the
     # test tokens: tok_visa, tok_chargeDeclined, tok_gatewayError).
     payment_gateway_url: str | None = None

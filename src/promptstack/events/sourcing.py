@@ -59,7 +59,14 @@ class Streams(Generic[S]):
 
     def replay(self, stream: str, recorded: Iterable[Recorded]) -> Loaded[S]:
         """The state `recorded` gives from the start, with no snapshot."""
-        return self._fold(Loaded(self.fold.initial(stream), 0), recorded)
+        return self.advance(Loaded(self.fold.initial(stream), 0), recorded)
+
+    def advance(self, start: Loaded[S], recorded: Iterable[Recorded]) -> Loaded[S]:
+        """`start` moved on by the events after its version."""
+        state, version = start.state, start.version
+        for event in recorded:
+            state, version = self.fold.apply(state, event), event.version
+        return Loaded(state, version)
 
     async def load(self, uow: UnitOfWork, stream: str, *, use_snapshot: bool = True) -> Loaded[S]:
         store = EventStore.of(uow)
@@ -68,7 +75,7 @@ class Streams(Generic[S]):
             snapshot = await store.snapshot(stream, self.fold.schema)
             if snapshot is not None:
                 start = Loaded(self.fold.restore(snapshot.state), snapshot.version)
-        return self._fold(start, await store.read(stream, after=start.version))
+        return self.advance(start, await store.read(stream, after=start.version))
 
     async def append(
         self, uow: UnitOfWork, stream: str, loaded: Loaded[S], events: Sequence[Event]
@@ -80,7 +87,7 @@ class Streams(Generic[S]):
         recorded = await EventStore.of(uow).append(
             self.fold.category, stream, loaded.version, events
         )
-        after = self._fold(loaded, recorded)
+        after = self.advance(loaded, recorded)
         every = self.snapshot_every
         if every and after.version // every > loaded.version // every:
             await EventStore.of(uow).save_snapshot(
@@ -91,12 +98,6 @@ class Streams(Generic[S]):
                 self.fold.dump(after.state),
             )
         return after
-
-    def _fold(self, start: Loaded[S], recorded: Iterable[Recorded]) -> Loaded[S]:
-        state, version = start.state, start.version
-        for event in recorded:
-            state, version = self.fold.apply(state, event), event.version
-        return Loaded(state, version)
 
 
 async def retrying_conflicts(

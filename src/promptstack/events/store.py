@@ -112,23 +112,35 @@ class EventStore(SessionRepository):
         )
         return [_recorded(row) for row in (await self.session.scalars(query)).all()]
 
-    async def read_category(
-        self, category: str, *, after_position: int, limit: int
-    ) -> list[tuple[int, Recorded]]:
-        """Every stream's events of `category` in the order they were appended, a batch
-        at a time after `after_position`: what a projection is rebuilt from."""
-        query = (
-            select(StoredEvent)
-            .where(StoredEvent.category == category, StoredEvent.position > after_position)
-            .order_by(StoredEvent.position)
+    async def streams(self, category: str, *, after: str, limit: int) -> list[str]:
+        """The streams of `category` in the order of their names, a batch at a time
+        after `after`: what a projection is rebuilt from."""
+        rows = await self.session.scalars(
+            select(StoredEvent.stream)
+            .where(StoredEvent.category == category, StoredEvent.stream > after)
+            .group_by(StoredEvent.stream)
+            .order_by(StoredEvent.stream)
             .limit(limit)
         )
-        rows = (await self.session.scalars(query)).all()
-        return [(row.position, _recorded(row)) for row in rows]
+        return list(rows.all())
 
-    async def count(self, category: str) -> int:
+    async def read_many(self, streams: Sequence[str]) -> dict[str, list[Recorded]]:
+        """The events of each of `streams`, in one query."""
+        rows = await self.session.scalars(
+            select(StoredEvent)
+            .where(StoredEvent.stream.in_(streams))
+            .order_by(StoredEvent.stream, StoredEvent.version)
+        )
+        found: dict[str, list[Recorded]] = {stream: [] for stream in streams}
+        for row in rows:
+            found[row.stream].append(_recorded(row))
+        return found
+
+    async def count_streams(self, category: str) -> int:
         found = await self.session.scalar(
-            select(func.count()).where(StoredEvent.category == category)
+            select(func.count(func.distinct(StoredEvent.stream))).where(
+                StoredEvent.category == category
+            )
         )
         return int(found or 0)
 

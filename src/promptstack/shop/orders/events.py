@@ -92,3 +92,14 @@ class OrderDelivered(Event):
     type = "order.delivered"
 
     order_id: uuid.UUID
+
+
+# Every event of an order's stream: what its projections hear.
+ORDER_EVENTS: tuple[type[Event], ...] = (
+    OrderCreated,
+    OrderPaid,
+    OrderConfirmed,
+    OrderCancelled,
+    OrderShipped,
+    OrderDelivered,
+)

@@ -7,15 +7,23 @@ nothing, and a lost race for the stream rolls back and is delivered again.
 
 from __future__ import annotations
 
+import uuid
+
 from promptstack.accounts.credit_models import CreditReason
 from promptstack.accounts.credits import CreditLedger
-from promptstack.core.envelope import Envelope
+from promptstack.core.envelope import Envelope, Event
 from promptstack.core.unit_of_work import UnitOfWork
 from promptstack.events.consumers import Consumers
 from promptstack.notifications.service import NotificationService
 from promptstack.shop.inventory.events import InventoryFailed, InventoryReserved
 from promptstack.shop.orders import domain
-from promptstack.shop.orders.events import CancelReason, OrderCancelled, OrderConfirmed
+from promptstack.shop.orders.events import (
+    ORDER_EVENTS,
+    CancelReason,
+    OrderCancelled,
+    OrderConfirmed,
+)
+from promptstack.shop.orders.projection import OrderProjection
 from promptstack.shop.orders.service import OrderService
 from promptstack.shop.payments.events import FailureReason, PaymentCompleted, PaymentFailed
 
@@ -35,9 +43,13 @@ _WHY = {
 def register(
     consumers: Consumers,
     orders: OrderService,
+    projection: OrderProjection,
     credits: CreditLedger,
     notifications: NotificationService,
 ) -> None:
+    async def project(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
+        await projection.catch_up(uow, uuid.UUID(envelope.aggregate_id))
+
     async def paid(event: PaymentCompleted, _: Envelope, uow: UnitOfWork) -> None:
         await orders.react(
             uow,
@@ -87,6 +99,8 @@ def register(
             f"Order {event.order_id} is cancelled: {_WHY[event.reason]}.",
         )
 
+    for kind in ORDER_EVENTS:
+        consumers.on(f"shop.projection.{projection.name}", kind, project)
     consumers.on("shop.orders", PaymentCompleted, paid)
     consumers.on("shop.orders", PaymentFailed, payment_failed)
     consumers.on("shop.orders", InventoryReserved, reserved)

@@ -12,8 +12,10 @@ from promptstack.accounts.dependencies import AdminUser, CurrentUser
 from promptstack.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from promptstack.http import API_V1
 from promptstack.http.openapi import problem_responses
+from promptstack.http.pagination import PageDep
+from promptstack.http.schemas import PageOut
 from promptstack.shop.orders.dependencies import OrderServiceDep
-from promptstack.shop.orders.domain import InvalidTransition
+from promptstack.shop.orders.domain import InvalidTransition, OrderStatus
 from promptstack.shop.orders.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     HistoryOut,
@@ -60,6 +62,23 @@ async def place_order(
     if placed.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return OrderOut.of(placed.order)
+
+
+@router.get("", response_model=PageOut[OrderOut], responses=problem_responses(Forbidden))
+async def list_orders(
+    user: CurrentUser,
+    orders: OrderServiceDep,
+    page: PageDep,
+    status: Annotated[OrderStatus | None, Query(description="Only orders in this status")] = None,
+    user_id: Annotated[
+        uuid.UUID | None, Query(description="Only this user's orders (administrators)")
+    ] = None,
+) -> PageOut[OrderOut]:
+    """Your orders, newest first (administrators: everyone's, or one user's)."""
+    found = await orders.list(user, page, status=status, user_id=user_id)
+    return PageOut(
+        items=[OrderOut.of(order) for order in found.items], next_cursor=found.next_cursor
+    )
 
 
 @router.get("/{order_id}", response_model=OrderOut, responses=problem_responses(NotFound))

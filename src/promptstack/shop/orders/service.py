@@ -2,8 +2,9 @@
 
 Every command loads the order's stream, lets the aggregate decide, and appends what it
 decided; a command that loses a race for the stream is run again from a fresh load
-(`retrying_conflicts`). Reads here come from the stream itself, on the primary, so a
-client always sees the order it has just placed or changed.
+(`retrying_conflicts`). Commands and the history read the stream itself, on the
+primary, so a client always sees the order it has just placed or changed; lists and single reads
+come from the read model (`projection.py`), which may trail the stream by a moment.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from promptstack.core.clock import Clock
 from promptstack.core.envelope import Event
 from promptstack.core.errors import AppError, Forbidden, NotFound, ValidationFailed
 from promptstack.core.ids import IdSource
+from promptstack.core.metrics import ORDERS_STUCK
+from promptstack.core.pagination import Page, PageRequest
 from promptstack.core.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from promptstack.events.recorded import Recorded
 from promptstack.events.sourcing import Loaded, Streams, retrying_conflicts
@@ -28,9 +31,10 @@ from promptstack.events.store import EventStore
 from promptstack.shop.catalog.models import ProductView
 from promptstack.shop.catalog.service import CatalogService
 from promptstack.shop.orders import domain
-from promptstack.shop.orders.domain import Order
+from promptstack.shop.orders.domain import Order, OrderStatus
 from promptstack.shop.orders.events import OrderLine
-from promptstack.shop.orders.repository import OrderRequestRepository
+from promptstack.shop.orders.projection import order_of
+from promptstack.shop.orders.repository import OrderRequestRepository, OrderViewRepository
 
 
 class IdempotencyKeyReused(AppError):
@@ -88,6 +92,7 @@ class OrderService:
         ids: IdSource,
         *,
         idempotency_hours: float,
+        settle_minutes: float,
     ) -> None:
         self.uow = uow
         self.catalog = catalog
@@ -96,6 +101,7 @@ class OrderService:
         self.clock = clock
         self.ids = ids
         self.idempotency_window = timedelta(hours=idempotency_hours)
+        self.settle_within = timedelta(minutes=settle_minutes)
 
     async def place(self, user: UserSnapshot, new: NewOrder, key: str | None = None) -> Placed:
         """Price `new` from the catalog and place it; with `key`, a retry of the same
@@ -142,9 +148,51 @@ class OrderService:
         return lines, currencies[0]
 
     async def get(self, user: UserSnapshot, order_id: uuid.UUID) -> Order:
+        """From the read model; from the stream, on the primary, while the read model
+        has not caught up with a just-placed order (so its buyer never gets a 404)."""
+        async with self.uow(read_only=True) as uow:
+            row = await OrderViewRepository.of(uow).shown(order_id)
+        if row is not None:
+            return _visible(user, order_of(row))
         async with self.uow(read_only=True, primary=True) as uow:
             loaded = await self.streams.load(uow, str(order_id))
         return _visible(user, loaded.state)
+
+    async def list(
+        self,
+        user: UserSnapshot,
+        page: PageRequest,
+        *,
+        status: OrderStatus | None = None,
+        user_id: uuid.UUID | None = None,
+    ) -> Page[Order]:
+        """The caller's orders, newest first; administrators see everyone's, or one
+        user's (`user_id`)."""
+        if user.role is Role.USER:
+            if user_id is not None and user_id != user.id:
+                raise Forbidden("Only administrators may list other users' orders.")
+            user_id = user.id
+        async with self.uow(read_only=True) as uow:
+            rows = await OrderViewRepository.of(uow).page(
+                page, user_id=user_id, status=None if status is None else str(status)
+            )
+        return Page(items=[order_of(row) for row in rows.items], next_cursor=rows.next_cursor)
+
+    async def stuck(self, admin: UserSnapshot, limit: int = 100) -> Sequence[Order]:
+        """Orders the saga has not settled within ORDER_SETTLE_MINUTES, oldest first."""
+        _require_admin(admin)
+        async with self.uow(read_only=True) as uow:
+            rows = await OrderViewRepository.of(uow).unsettled_since(self._settle_cutoff(), limit)
+        return [order_of(row) for row in rows]
+
+    async def observe(self) -> None:
+        """Set the stuck-orders gauge from the read model (at scrape time)."""
+        async with self.uow(read_only=True) as uow:
+            count = await OrderViewRepository.of(uow).count_unsettled_since(self._settle_cutoff())
+        ORDERS_STUCK.set(count)
+
+    def _settle_cutoff(self) -> datetime:
+        return self.clock.now() - self.settle_within
 
     async def history(
         self, user: UserSnapshot, order_id: uuid.UUID, as_of: datetime | None = None

@@ -6,6 +6,11 @@ what a reference was charged. A decline (402) is an answer from a healthy proces
 neither trips the breaker nor is retried. Timeouts, refused connections and 5xx answers
 are retried a few times with backoff inside the breaker; what is left of them, and an
 open breaker, reach the payment step as `GatewayUnavailable`, which it waits out.
+
+Not handled: a processor that answers a retry "this key is still being processed" (409,
+as Stripe may while the first request runs) would be taken for a refusal here; the
+fake processor in the tests queues such a retry instead. The timeout bounds each stage
+of a request (connect, write, read), not the whole.
 """
 
 from __future__ import annotations
@@ -94,19 +99,25 @@ class HttpPaymentGateway:
     async def _send(request: Callable[[], Awaitable[httpx.Response]]) -> dict[str, Any]:
         try:
             response = await request()
-        except httpx.TransportError as exc:
-            raise GatewayUnavailable(f"no answer from the payment gateway: {exc!r}") from exc
-        if response.status_code >= 500:
-            raise GatewayUnavailable(f"the payment gateway answered {response.status_code}")
+        except httpx.HTTPError as exc:
+            # Transport failures, and answers that could not be read (a broken encoding,
+            # a redirect loop): none settles the call, so the same key is tried again.
+            raise GatewayUnavailable(f"no usable answer from the payment gateway: {exc!r}") from exc
+        status = response.status_code
+        if status >= 500:
+            raise GatewayUnavailable(f"the payment gateway answered {status}")
+        if 400 <= status < 500 and status != 402:
+            # Whatever the body (a proxy's page, say), the request itself was refused.
+            raise GatewayRefused(
+                f"the payment gateway refused the request ({status}): {response.text[:500]}"
+            )
         try:
             answer: dict[str, Any] = response.json()
         except ValueError as exc:
             raise GatewayUnavailable("the payment gateway answered no JSON") from exc
-        if response.status_code == 402:
+        if status == 402:
             error = answer.get("error", {})
             raise PaymentDeclined(str(error.get("code", "declined")), str(error.get("message", "")))
-        if response.status_code >= 400:
-            raise GatewayRefused(f"the payment gateway refused the request: {response.text[:500]}")
         return answer
 
 

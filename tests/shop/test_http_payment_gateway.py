@@ -13,7 +13,10 @@ import pytest
 from promptstack.core.resilience import CircuitBreaker, CircuitOpen, CircuitState, RetryPolicy
 from promptstack.shop.payments.gateway import Charge, GatewayUnavailable, PaymentDeclined
 from promptstack.shop.payments.http_gateway import GatewayRefused, HttpPaymentGateway
-from tests.fixtures.payment_gateway import FakePaymentGateway
+from tests.fixtures.payment_gateway import (  # the fixture: a process of its own per test
+    FakePaymentGateway,
+    payment_gateway,  # noqa: F401
+)
 
 TIMEOUT_SECONDS = 1.0
 ATTEMPTS = 3

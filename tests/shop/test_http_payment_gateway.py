@@ -13,10 +13,11 @@ import pytest
 from promptstack.core.resilience import CircuitBreaker, CircuitOpen, CircuitState, RetryPolicy
 from promptstack.shop.payments.gateway import Charge, GatewayUnavailable, PaymentDeclined
 from promptstack.shop.payments.http_gateway import GatewayRefused, HttpPaymentGateway
-from tests.fixtures.payment_gateway import (  # the fixture: a process of its own per test
-    FakePaymentGateway,
-    payment_gateway,  # noqa: F401
-)
+from tests.fixtures import payment_gateway as fake
+from tests.fixtures.payment_gateway import FakePaymentGateway
+
+# The fixture of a gateway process of its own, for the test that stops and restarts it.
+payment_gateway = fake.payment_gateway
 
 TIMEOUT_SECONDS = 1.0
 ATTEMPTS = 3

@@ -93,8 +93,8 @@ async def test_unknown_and_withdrawn_products_are_named_by_line(api: Api) -> Non
     unknown = {"id": str(uuid.uuid4())}
 
     for lines, line, words in (
-        (((mug, 1), (unknown, 1)), "1", "no such product"),
-        (((gone, 1), (mug, 1)), "0", "no longer sold"),
+        (((mug, 1), (unknown, 1)), 1, "no such product"),
+        (((gone, 1), (mug, 1)), 0, "no longer sold"),
     ):
         response = await api.client.post(ORDERS, json=order_body(*lines), headers=buyer.headers)
         body = assert_problem(response, 422, "validation_error")
@@ -288,7 +288,24 @@ async def test_a_malformed_moment_is_refused(api: Api) -> None:
     buyer = await api.user()
     order = await place(api, buyer, order_body((mug, 1)))
     url = f"{ORDERS}/{order['id']}/history"
-    for moment in ("yesterday", "2026-13-01T00:00:00Z", "2026-06-01T12:00:00"):
+    for moment in (
+        "yesterday",
+        "2026-13-01T00:00:00Z",
+        "2026-06-01T12:00:00",
+        "1700000000",
+        "-1",
+        "1700000000.5",
+    ):
         response = await api.client.get(url, params={"as_of": moment}, headers=buyer.headers)
         body = assert_problem(response, 422, "validation_error")
         assert body["errors"][0]["loc"] == ["query", "as_of"]
+
+
+async def test_two_idempotency_keys_in_one_request_are_refused(api: Api) -> None:
+    mug = await product(api)
+    buyer = await api.user()
+    headers = [*buyer.headers.items(), ("Idempotency-Key", "a"), ("Idempotency-Key", "b")]
+    response = await api.client.post(ORDERS, json=order_body((mug, 1)), headers=headers)
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert await streams(api) == 0

@@ -7,7 +7,7 @@ same class both answers the request and describes itself in the OpenAPI schema.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 
@@ -76,7 +76,7 @@ def readable(error: Mapping[str, Any]) -> str:
     return message
 
 
-def where(loc: list[str] | tuple[str, ...]) -> str:
+def where(loc: Sequence[str | int]) -> str:
     """A place in a request as people write it: a body field by its name alone, a query
     or path parameter as `query.limit`."""
     parts = [str(part) for part in loc]
@@ -86,13 +86,14 @@ def where(loc: list[str] | tuple[str, ...]) -> str:
 class ValidationFailed(AppError):
     """A rule a schema cannot check (one that needs stored state, or a cursor's inside),
     reported like a schema's error: `errors` names where in the request it is, as
-    `("body", "new_password")` or `("query", "cursor")`."""
+    `("body", "new_password")`, `("query", "cursor")` or, in a list, by its index as a
+    number (`("body", "items", 1, "product_id")`), as pydantic writes it."""
 
     status = 422
     code = "validation_error"
     title = "The request is not valid"
 
-    def __init__(self, detail: str, *, loc: tuple[str, ...], **kwargs: Any) -> None:
+    def __init__(self, detail: str, *, loc: tuple[str | int, ...], **kwargs: Any) -> None:
         self.loc = loc
         self.rule = detail  # the message without the field's name
         error = {"loc": list(loc), "msg": detail, "type": "value_error"}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
-from pydantic import AwareDatetime
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from promptstack.accounts.dependencies import AdminUser, CurrentUser
 from promptstack.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
@@ -19,6 +18,7 @@ from promptstack.shop.orders.domain import InvalidTransition, OrderStatus
 from promptstack.shop.orders.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     HistoryOut,
+    Moment,
     OrderIn,
     OrderOut,
 )
@@ -52,11 +52,16 @@ async def place_order(
     body: OrderIn,
     user: CurrentUser,
     orders: OrderServiceDep,
+    request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderOut:
     """Place an order: it is accepted at once as `pending`, and the payment and the stock
     reservation follow in the background until it is `confirmed` or `cancelled`."""
+    if len(request.headers.getlist("idempotency-key")) > 1:
+        raise ValidationFailed(
+            "send one Idempotency-Key, not several", loc=("header", "Idempotency-Key")
+        )
     placed = await orders.place(user, body.command(), idempotency_key)
     response.headers["Location"] = f"{API_V1}/orders/{placed.order.id}"
     if placed.replayed:
@@ -93,7 +98,7 @@ async def order_history(
     user: CurrentUser,
     orders: OrderServiceDep,
     as_of: Annotated[
-        AwareDatetime | None,
+        Moment | None,
         Query(description="A moment with its time zone (RFC 3339): the order as it was then."),
     ] = None,
 ) -> HistoryOut:

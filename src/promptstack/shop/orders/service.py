@@ -249,10 +249,10 @@ class OrderService:
 
 def _line(n: int, item: Item, product: ProductView | None) -> OrderLine:
     if product is None:
-        raise ValidationFailed("no such product", loc=("body", "items", str(n), "product_id"))
+        raise ValidationFailed("no such product", loc=("body", "items", n, "product_id"))
     if not product.active:
         raise ValidationFailed(
-            f"{product.sku} is no longer sold", loc=("body", "items", str(n), "product_id")
+            f"{product.sku} is no longer sold", loc=("body", "items", n, "product_id")
         )
     return OrderLine(
         product_id=product.id,

@@ -5,10 +5,7 @@ out of stock and refunded, and the stock ends at zero, never below."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +20,7 @@ from promptstack.shop.catalog.models import Product
 from promptstack.shop.orders.models import OrderView
 from promptstack.shop.payments.models import Payment, PaymentStatus, SandboxOperation
 from tests.conftest import empty_postgres, make_settings
-from tests.fixtures.processes import service_env, two_services
+from tests.fixtures.processes import service_env, start_relay, two_services
 from tests.fixtures.support import PASSWORD, eventually
 
 pytestmark = pytest.mark.postgres
@@ -32,17 +29,6 @@ ORDERS = 200
 STOCK = 10
 BUYERS = 10
 PRICE = 500
-
-
-def start_relay(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    promptstack = str(Path(sys.executable).parent / "promptstack")
-    with log.open("wb") as output:
-        return subprocess.Popen(  # noqa: S603
-            [promptstack, "relay"],
-            env={"PATH": os.environ.get("PATH", ""), **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
 
 
 async def login(client: httpx.AsyncClient, n: int) -> dict[str, str]:

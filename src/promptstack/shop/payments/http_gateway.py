@@ -49,6 +49,7 @@ class HttpPaymentGateway:
         self._client = httpx.AsyncClient(
             base_url=base_url, timeout=httpx.Timeout(timeout), transport=transport
         )
+        self.breaker = breaker
         self._calls = Resilient(
             breaker,
             retry

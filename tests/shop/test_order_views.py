@@ -3,6 +3,7 @@ of duplicates and gaps, rebuilding, and the orders the saga has not settled."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,8 +13,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, event, select, update
+from typer.testing import CliRunner
 
+from promptstack.cli import app
 from promptstack.core.clock import FrozenClock
+from promptstack.core.settings import Settings
 from promptstack.shop.orders.domain import OrderStatus
 from promptstack.shop.orders.models import OrderView
 from promptstack.shop.orders.projection import view_row
@@ -208,3 +212,29 @@ async def test_orders_the_saga_has_not_settled_are_listed_and_counted(
     buyer = await api.login(buyer)
     refused = await api.client.get("/api/v1/admin/orders/stuck", headers=buyer.headers)
     assert_problem(refused, 403)
+
+
+async def test_the_rebuild_command_rewrites_the_views_while_the_service_runs(
+    api: Api, settings: Settings
+) -> None:
+    mug = await product(api, stock=5)
+    buyer = await api.user()
+    await place(api, buyer, order_body((mug, 1)))
+    await drained(api)
+    kept = await views(api)
+    async with api.container.uow() as uow:
+        await uow.session.execute(delete(OrderView))
+
+    env = {"DATABASE_URL": settings.database_url, "ENVIRONMENT": "test", "LOG_JSON": "false"}
+    rebuilt = await asyncio.to_thread(
+        CliRunner().invoke, app, ["rebuild-projections", "--projection", "orders"], env=env
+    )
+    unknown = await asyncio.to_thread(
+        CliRunner().invoke, app, ["rebuild-projections", "--projection", "users"], env=env
+    )
+
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "Rebuilt 1 order view(s)" in rebuilt.output
+    assert await views(api) == kept
+    assert unknown.exit_code == 2
+    assert "No projection" in unknown.output

@@ -244,6 +244,7 @@ def bootstrap(
         publisher, broker_ping = rabbit, rabbit.ping
         broker_consumers = RabbitConsumers(settings, consumers, delivery)
     relay = Relay(settings, uow, publisher, clock)
+    relay.also_purge(shop.orders.forget_expired_keys)
     uow.on_events(relay.wake)
     return Container(
         settings=settings,

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from promptstack.core.clock import FrozenClock
 from promptstack.events.models import OutboxMessage, StoredEvent
 from promptstack.shop.orders import domain
+from promptstack.shop.orders.models import OrderRequest
 from tests.fixtures.shop import ORDERS, order_body, place, product
 from tests.fixtures.support import Api, assert_problem
 
@@ -309,3 +310,18 @@ async def test_two_idempotency_keys_in_one_request_are_refused(api: Api) -> None
     body = assert_problem(response, 422, "validation_error")
     assert body["errors"][0]["loc"] == ["header", "Idempotency-Key"]
     assert await streams(api) == 0
+
+
+async def test_expired_keys_are_purged_with_the_outbox(api: Api, clock: FrozenClock) -> None:
+    mug = await product(api)
+    buyer = await api.user()
+    await place(api, buyer, order_body((mug, 1)), key="old")
+    clock.advance(timedelta(hours=api.settings.idempotency_key_hours, seconds=1))
+    buyer = await api.login(buyer)
+    await place(api, buyer, order_body((mug, 1)), key="new")
+
+    await api.container.events.relay.purge()
+
+    async with api.container.uow(read_only=True) as uow:
+        keys = (await uow.session.scalars(select(OrderRequest.key))).all()
+    assert keys == ["new"]

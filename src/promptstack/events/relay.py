@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy.engine import make_url
@@ -61,6 +62,7 @@ class Relay:
         self._listener: asyncio.Task[None] | None = None
         self._metrics_at = 0.0
         self._purged_at = 0.0
+        self._purges: list[Callable[[], Awaitable[None]]] = []
         self._passes = 0
         self._standing_by = False
         self._warn = Throttle(30.0)
@@ -233,12 +235,20 @@ class Relay:
         OUTBOX_OLDEST_AGE.set(max(age, 0.0))
         return backlog
 
+    def also_purge(self, purge: Callable[[], Awaitable[None]]) -> None:
+        """Run `purge` with the relay's own, about hourly: a domain's table of things that
+        expire (idempotency keys) is kept small by the process that already does this."""
+        self._purges.append(purge)
+
     async def purge(self) -> None:
-        """Forget published events and inbox entries older than the retention period."""
+        """Forget published events and inbox entries older than the retention period,
+        then whatever the domains asked to forget."""
         cutoff = self.clock.now() - timedelta(hours=self.settings.outbox_retention_hours)
         async with self.uow() as uow:
             await OutboxRepository.of(uow).purge_published(cutoff)
             await InboxRepository.of(uow).purge(cutoff)
+        for purge in self._purges:
+            await purge()
 
     async def _listen(self) -> None:
         """Wake on NOTIFY from relays' peers: commits in other processes."""

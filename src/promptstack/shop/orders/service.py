@@ -147,6 +147,12 @@ class OrderService:
             )
         return lines, currencies[0]
 
+    async def forget_expired_keys(self) -> None:
+        """Drop the Idempotency-Keys past IDEMPOTENCY_KEY_HOURS (an expired key is
+        taken over in place anyway; this keeps the table to a day of requests)."""
+        async with self.uow() as uow:
+            await OrderRequestRepository.of(uow).purge(self.clock.now() - self.idempotency_window)
+
     async def get(self, user: UserSnapshot, order_id: uuid.UUID) -> Order:
         """From the read model; from the stream, on the primary, while the read model
         has not caught up with a just-placed order (so its buyer never gets a 404)."""

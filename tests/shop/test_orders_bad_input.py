@@ -91,7 +91,21 @@ DELIVER = Endpoint("deliver", "POST", "/orders/{order_id}/deliver", "admin")
 
 class TestOrdersBadInput(JsonBodies, PathIds, Listings, Authorization):
     endpoints = (PLACE, READ, HISTORY, CANCEL, SHIP, DELIVER)
-    listings = (Listing("/users/me/credit-ledger", "user"),)
+    listings = (
+        Listing("/users/me/credit-ledger", "user"),
+        Listing(
+            "/orders",
+            "admin",
+            (
+                {"status": "lost"},
+                {"status": "CONFIRMED"},
+                {"status": ""},
+                {"user_id": "someone"},
+                {"user_id": "1"},
+                {"user_id": A_UUID + "0"},
+            ),
+        ),
+    )
     extras = (
         *EXTRAS,
         {"user_id": NIL_UUID},
@@ -427,3 +441,22 @@ async def test_the_largest_order_is_accepted_to_the_cent(api: Api) -> None:
     async with api.container.uow(read_only=True) as uow:
         charged = await uow.session.scalar(select(Payment.amount_cents))
     assert charged == 850_000_000_000_000
+
+
+@pytest.mark.input_only
+@pytest.mark.parametrize("limit", ["0", "501", "-1", "ten", "2.5", "9" * 30])
+async def test_the_stuck_orders_refuse_a_bad_limit(api: Api, limit: str) -> None:
+    admin = await api.admin()
+    response = await api.client.get(
+        f"{V1}/admin/orders/stuck", params={"limit": limit}, headers=admin.headers
+    )
+    assert_invalid(response, ["query", "limit"])
+
+
+async def test_a_user_may_not_list_another_users_orders(api: Api) -> None:
+    scene = await SUITE.scene(api, "user")
+    response = await api.client.get(
+        f"{V1}/orders", params={"user_id": scene.target.id}, headers=scene.caller.headers
+    )
+    assert_problem(response, 403, "forbidden")
+    assert await stored_state(api) == scene.before

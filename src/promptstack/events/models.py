@@ -129,7 +129,8 @@ class StoredEvent(Base):
     __table_args__ = (
         UniqueConstraint("stream", "version", name="uq_event_store_stream_version"),
         CheckConstraint("version >= 1", name="version"),
-        Index("ix_event_store_category_position", "category", "position"),
+        # The rebuild of a projection walks a category's streams in name order.
+        Index("ix_event_store_category_stream", "category", "stream"),
         # Events are appended in time order, so on PostgreSQL a block-range index over
         # the time column is a few pages for any size of store.
         Index("ix_event_store_occurred_at", "occurred_at", postgresql_using="brin"),

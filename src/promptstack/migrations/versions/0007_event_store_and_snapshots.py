@@ -45,7 +45,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("event_store", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_event_store_category_position", ["category", "position"], unique=False
+            "ix_event_store_category_stream", ["category", "stream"], unique=False
         )
         batch_op.create_index(
             "ix_event_store_occurred_at", ["occurred_at"], unique=False, postgresql_using="brin"
@@ -72,6 +72,6 @@ def downgrade() -> None:
     op.drop_table("snapshots")
     with op.batch_alter_table("event_store", schema=None) as batch_op:
         batch_op.drop_index("ix_event_store_occurred_at", postgresql_using="brin")
-        batch_op.drop_index("ix_event_store_category_position")
+        batch_op.drop_index("ix_event_store_category_stream")
 
     op.drop_table("event_store")

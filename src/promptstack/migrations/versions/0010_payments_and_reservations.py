@@ -79,15 +79,6 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("order_id", name=op.f("pk_payments")),
     )
-    with op.batch_alter_table("payments", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_payments_unsettled",
-            ["updated_at"],
-            unique=False,
-            postgresql_where=sa.text("status IN ('pending', 'charging', 'refunding')"),
-            sqlite_where=sa.text("status IN ('pending', 'charging', 'refunding')"),
-        )
-
     op.create_table(
         "reservations",
         sa.Column("order_id", sa.Uuid(), nullable=False),
@@ -117,13 +108,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("reservations")
-    with op.batch_alter_table("payments", schema=None) as batch_op:
-        batch_op.drop_index(
-            "ix_payments_unsettled",
-            postgresql_where=sa.text("status IN ('pending', 'charging', 'refunding')"),
-            sqlite_where=sa.text("status IN ('pending', 'charging', 'refunding')"),
-        )
-
     op.drop_table("payments")
     with op.batch_alter_table("payment_sandbox", schema=None) as batch_op:
         batch_op.drop_index("ix_payment_sandbox_reference")

@@ -207,11 +207,12 @@ class OrderService:
         made: the order as it was at that moment (None before it was placed)."""
         async with self.uow(read_only=True, primary=True) as uow:
             events = await EventStore.of(uow).read(str(order_id))
-        _visible(user, self.streams.replay(str(order_id), events).state)
-        if as_of is not None:
-            events = [event for event in events if event.envelope.occurred_at <= as_of]
-        state = self.streams.replay(str(order_id), events).state if events else None
-        return History(events, state)
+        now = _visible(user, self.streams.replay(str(order_id), events).state)
+        if as_of is None:
+            return History(events, now)
+        events = [event for event in events if event.envelope.occurred_at <= as_of]
+        then = self.streams.replay(str(order_id), events).state if events else None
+        return History(events, then)
 
     async def cancel(self, user: UserSnapshot, order_id: uuid.UUID) -> Order:
         """The customer (or an administrator) cancels before the order ships; the saga

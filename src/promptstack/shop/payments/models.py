@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, Uuid, false, text
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptstack.core.database import Base, UTCDateTime, str_enum
@@ -37,15 +37,6 @@ class Payment(Base):
     """One order's payment, as the payment step knows it."""
 
     __tablename__ = "payments"
-    __table_args__ = (
-        Index(
-            "ix_payments_unsettled",
-            "updated_at",
-            postgresql_where=text("status IN ('pending', 'charging', 'refunding')"),
-            sqlite_where=text("status IN ('pending', 'charging', 'refunding')"),
-        ),
-    )
-
     order_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     amount_cents: Mapped[int] = mapped_column(BigInteger)

@@ -290,7 +290,7 @@ def _tombstone(order_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> Paymen
         order_id=order_id,
         user_id=user_id,
         amount_cents=0,
-        currency="XXX",
+        currency="",  # nothing is owed, in no currency
         token="",
         lines=[],
         status=PaymentStatus.VOIDED,

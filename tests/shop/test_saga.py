@@ -192,7 +192,8 @@ async def test_a_confirmed_order_cancelled_by_its_buyer_is_refunded_and_restocke
     assert cancelled.status_code == 202
 
     async def restocked() -> bool:
-        return await stock_of(api, mug) == 4 and await books(api) == (3000, 3000)
+        listed = (await order_of(api, buyer, placed["id"]))["status"] == "cancelled"
+        return listed and await stock_of(api, mug) == 4 and await books(api) == (3000, 3000)
 
     await eventually(restocked, what="the refund and the stock back")
     order = await order_of(api, buyer, placed["id"])

@@ -117,4 +117,11 @@ async def test_orders_settle_through_the_broker_and_the_worker(scaled_out: Api) 
         return await stock(api, mug) == 3 and await stock(api, pack) == 10
 
     await eventually(restocked, within=60, what="the stock given back")
+
+    async def listed_cancelled() -> bool:
+        # The read model hears the cancel on a queue of its own, maybe after the stock.
+        shown = (await api.client.get(f"{ORDERS}/{paid['id']}", headers=buyer.headers)).json()
+        return bool(shown["status"] == "cancelled")
+
+    await eventually(listed_cancelled, within=60, what="the read model to show the cancel")
     assert await outcome(api, buyer, paid["id"]) == ("cancelled", "customer_request")

@@ -169,12 +169,20 @@ class Container:
 
     async def aclose(self) -> None:
         """Stop consuming, flush the outbox and let running jobs finish within the grace
-        period, then close the connections and pools."""
-        grace = self.settings.shutdown_grace_seconds
+        period, then close the connections and pools.
+
+        One grace for all the steps, not one each: an orchestrator's kill comes after
+        the period it was told, however the time was spent (a flush that runs the saga
+        in-process can take all of it)."""
+        deadline = self.clock.monotonic() + self.settings.shutdown_grace_seconds
+
+        def left() -> float:
+            return max(0.0, deadline - self.clock.monotonic())
+
         if self.events.broker_consumers is not None:
-            await self.events.broker_consumers.stop()
-        await self.events.relay.stop(grace)
-        await self.jobs.executor.stop(grace)
+            await self.events.broker_consumers.stop(left())
+        await self.events.relay.stop(left())
+        await self.jobs.executor.stop(left())
         await self.events.publisher.aclose()
         if isinstance(self.shop.gateway, HttpPaymentGateway):
             await self.shop.gateway.aclose()

@@ -284,9 +284,10 @@ class RabbitConsumers:
         await _settle(message, ack=True)
         return True
 
-    async def stop(self) -> None:
-        """Stop taking messages, let those in hand finish (within the shutdown grace
-        period), then close. Unacknowledged messages go back to their queues."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking messages, let those in hand finish within `grace` seconds (the
+        shutdown grace period unless told), then close. Unacknowledged messages go back
+        to their queues."""
         self._stopping = True
         if self._connector is not None:
             self._connector.cancel()
@@ -301,7 +302,8 @@ class RabbitConsumers:
         await asyncio.sleep(0)  # deliveries already scheduled see `_stopping`
         if self._inflight:
             _, late = await asyncio.wait(
-                set(self._inflight), timeout=self.settings.shutdown_grace_seconds
+                set(self._inflight),
+                timeout=self.settings.shutdown_grace_seconds if grace is None else grace,
             )
             for task in late:
                 task.cancel()

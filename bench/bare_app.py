@@ -8,7 +8,10 @@ issuer, required claims, `type` and `exp`) and then does the least each scenario
 - `GET /notifications` selects the caller's 20 newest notifications (the columns the
   service's NotificationOut shows, in its order) and a cursor when there are more;
 - `PATCH /me` sets the caller's `full_name` in one `UPDATE ... RETURNING` transaction and
-  answers the fields of the service's UserOut.
+  answers the fields of the service's UserOut;
+- `POST /orders` stores the body as it came, in one row of a table of its own
+  (`bare_orders`, made on start) in one `INSERT` transaction, and answers 202 with the
+  row: an endpoint that accepts work and leaves it for later, the least placing can be.
 
 The service's rate divided by this one's, measured in the same run on the same CPU, is
 what `bench/run.py` reports.
@@ -36,6 +39,7 @@ import jwt
 from fastapi import Body, Depends, FastAPI, HTTPException
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
     DateTime,
@@ -47,6 +51,7 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     event,
+    insert,
     select,
     update,
 )
@@ -101,6 +106,16 @@ notifications = Table(
     Column("created_at", UTCDateTime),
     Column("read_at", UTCDateTime),
 )
+# The bare app's own: nothing in the service reads it, and the bench database goes after.
+bare_orders = Table(
+    "bare_orders",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
 # What NotificationOut and UserOut show, in their order. Their answers are keyed by these
 # plain strings rather than the rows' own keys (SQLAlchemy's quoted_name, a str subclass
 # that pydantic's serializer probes attribute by attribute).
@@ -126,6 +141,7 @@ INBOX = (
     .order_by(notifications.c.created_at.desc(), notifications.c.id.desc())
     .limit(PAGE + 1)
 )
+PLACE = insert(bare_orders)
 RENAME = (
     update(users)
     .where(users.c.id == bindparam("sub"))
@@ -203,6 +219,8 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with engine.begin() as connection:
+            await connection.run_sync(bare_orders.create, checkfirst=True)
         yield
         await engine.dispose()
 
@@ -239,5 +257,20 @@ def create_app() -> FastAPI:
         if row is None:
             raise HTTPException(404, "No such user.")
         return dict(zip(USER_OUT, row, strict=True))
+
+    @app.post("/orders", status_code=202)
+    async def place(
+        sub: Annotated[uuid.UUID, Depends(user_id)], body: Annotated[dict[str, Any], Body()]
+    ) -> dict[str, Any]:
+        row = {
+            "id": uuid.uuid4(),
+            "user_id": sub,
+            "status": "pending",
+            "body": body,
+            "created_at": datetime.now(UTC),
+        }
+        async with engine.begin() as connection:
+            await connection.execute(PLACE, row)
+        return row
 
     return app

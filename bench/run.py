@@ -18,6 +18,13 @@ answer it, and they run one after another against the same two servers:
 - `write`: PATCH /api/v1/users/me setting `full_name` against a JWT check and one
   UPDATE ... RETURNING in a transaction (PATCH /me). Its report adds the service's
   p99/p50: every connection is a writer, and the tail shows how they queue.
+- `order`: POST /api/v1/orders, one line of a product an administrator stocked through
+  the API, paid with the sandbox's `tok_visa`, against a JWT check and one INSERT of the
+  body in a transaction (POST /orders); both answer 202. The service's figure is orders
+  accepted: in embedded mode the saga that settles them (payment, stock, credits, mail)
+  runs in the same process and on the same core, so its cost is in the figure; in
+  scale-out nothing consumes the outbox here (no relay, no worker), so the figure is
+  placing alone. Orders settled end to end are `bench/shop.py`'s measurement.
 
 Run `python bench/run.py --help`. This is not part of the test suite.
 """
@@ -37,7 +44,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -73,12 +80,14 @@ from promptstack.core.provisioning import database_url
 
 Mode = Literal["embedded", "scaleout"]
 MODES: tuple[Mode, ...] = ("embedded", "scaleout")
-ScenarioName = Literal["me", "list", "write"]
-SCENARIOS: tuple[ScenarioName, ...] = ("me", "list", "write")
+ScenarioName = Literal["me", "list", "write", "order"]
+SCENARIOS: tuple[ScenarioName, ...] = ("me", "list", "write", "order")
 TargetName = Literal["service", "bare"]
 
 ME_PATH = "/api/v1/users/me"
 NOTIFICATIONS_PATH = "/api/v1/notifications"
+PRODUCTS_PATH = "/api/v1/products"
+ORDERS_PATH = "/api/v1/orders"
 APP_NAME = "Prompt Stack"  # the token issuer; both apps read APP_NAME from the environment
 # The service's defaults (core/settings.py), set outright: the bare app sizes its
 # PostgreSQL pool from the same two settings, so `--set` changes both apps alike.
@@ -89,6 +98,8 @@ NOTIFICATIONS = 25  # list: seeded for the bench user, more than a page
 SEED_TIMEOUT_SECONDS = 60.0
 JSON_TYPE = "application/json"
 WRITER_NAME = "Bench Writer"
+# order: what the bench product holds, more than any run can sell.
+ORDER_STOCK = 1_000_000_000
 # write: the service's p99 should stay within this many times its p50 (embedded, 32 writers).
 TAIL_GOAL = 5.0
 # A client pinned to a core that is this busy may be the bottleneck itself.
@@ -124,10 +135,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         prog="python bench/run.py",
         description=(
             "Benchmark the service against a bare FastAPI app that does the least the same "
-            "request needs (bare), alternating them round by round, in three scenarios: "
+            "request needs (bare), alternating them round by round, in four scenarios: "
             "me (GET /api/v1/users/me against a JWT check), list (GET "
-            "/api/v1/notifications?limit=20 against a JWT check and one SELECT) and write "
-            "(PATCH /api/v1/users/me against a JWT check and one UPDATE ... RETURNING)."
+            "/api/v1/notifications?limit=20 against a JWT check and one SELECT), write "
+            "(PATCH /api/v1/users/me against a JWT check and one UPDATE ... RETURNING) and "
+            "order (POST /api/v1/orders against a JWT check and one INSERT)."
         ),
         epilog="Needs wrk (apt-get install wrk) and taskset (util-linux). Linux only.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -145,7 +157,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         action="append",
         choices=SCENARIOS,
         help="scenario to run in each mode, in the order given; repeat for several "
-        "(default: all three, in the order me, list, write)",
+        "(default: all four, in the order me, list, write, order)",
     )
     parser.add_argument("--rounds", type=int, default=5, help="rounds per target")
     parser.add_argument("--duration", type=int, default=10, help="seconds per round")
@@ -391,6 +403,7 @@ class Scenario:
     baseline: str  # what the bare app does, for the report
     body: str | None = None
     tail_goal: float | None = None  # the service's p99/p50 to report and hold to
+    status: int = 200  # what both targets answer
 
 
 SCENARIO_OF: dict[ScenarioName, Scenario] = {
@@ -411,7 +424,23 @@ SCENARIO_OF: dict[ScenarioName, Scenario] = {
         body=json.dumps({"full_name": WRITER_NAME}),
         tail_goal=TAIL_GOAL,
     ),
+    # The body names the bench product, which exists only once the servers run.
+    "order": Scenario(
+        "order",
+        "POST",
+        ORDERS_PATH,
+        "/orders",
+        "bare JWT check + INSERT",
+        tail_goal=TAIL_GOAL,
+        status=202,
+    ),
 }
+
+
+def order_body(product_id: str) -> str:
+    return json.dumps(
+        {"items": [{"product_id": product_id, "quantity": 1}], "payment_token": "tok_visa"}
+    )
 
 
 @dataclass(frozen=True)
@@ -570,19 +599,19 @@ def probe(target: Target) -> httpx.Response:
     )
 
 
-def check_target(target: Target) -> Any:
-    """One request by hand before any load: it must be a 200, or the figures mean nothing.
-    The answer's JSON."""
+def check_target(target: Target, status: int) -> Any:
+    """One request by hand before any load: it must answer `status`, or the figures mean
+    nothing. The answer's JSON."""
     answer = probe(target)
-    if answer.status_code != 200:
+    if answer.status_code != status:
         raise BenchError(f"{target.name} answered {answer.status_code}: {answer.text}")
     return answer.json()
 
 
 def check_targets(scenario: Scenario, targets: dict[TargetName, Target], user: Account) -> None:
-    """Both targets answer 200 and, beyond `me`, what the scenario asks for: else the
-    ratio would compare different work."""
-    answers = {name: check_target(target) for name, target in targets.items()}
+    """Both targets answer as they should and, beyond `me`, what the scenario asks for:
+    else the ratio would compare different work."""
+    answers = {name: check_target(target, scenario.status) for name, target in targets.items()}
     if scenario.name == "list":
         listed: dict[TargetName, list[Any]] = {}
         for name, answer in answers.items():
@@ -599,6 +628,10 @@ def check_targets(scenario: Scenario, targets: dict[TargetName, Target], user: A
         for name, answer in answers.items():
             if answer.get("id") != user.id or answer.get("full_name") != WRITER_NAME:
                 raise BenchError(f"{name} answered {answer}: expected {user.id} renamed")
+    elif scenario.name == "order":
+        for name, answer in answers.items():
+            if answer.get("user_id") != user.id or answer.get("status") != "pending":
+                raise BenchError(f"{name} answered {answer}: expected a pending order")
 
 
 # --------------------------------------------------------------------------- load
@@ -790,11 +823,32 @@ def cli(tools: Tools, env: dict[str, str], workdir: Path, *args: str) -> None:
 
 def create_admin(tools: Tools, env: dict[str, str], workdir: Path) -> tuple[str, str]:
     """An administrator made with the CLI, since the API makes none: its email and
-    password. Only an administrator may send the list scenario's notifications."""
+    password. Only an administrator may send the list scenario's notifications and stock
+    the order scenario's product."""
     email = f"bench_admin_{secrets.token_hex(4)}@example.com"
     password = secrets.token_urlsafe(18)
     cli(tools, env, workdir, "create-admin", "--email", email, "--password", password)
     return email, password
+
+
+def bench_product(base_url: str, admin: tuple[str, str]) -> str:
+    """A product the order scenario buys, stocked through the API: its id."""
+    with httpx.Client(base_url=base_url, timeout=60.0) as client:
+        created = client.post(
+            PRODUCTS_PATH,
+            headers=authorization(log_in(client, *admin)),
+            json={
+                "sku": f"BENCH-{secrets.token_hex(4)}",
+                "name": "Bench mug",
+                "price_cents": 1250,
+                "currency": "EUR",
+                "stock": ORDER_STOCK,
+            },
+        )
+    if created.status_code != 201:
+        raise BenchError(f"creating the product answered {created.status_code}: {created.text}")
+    product_id: str = created.json()["id"]
+    return product_id
 
 
 def run_mode(mode: Mode, options: Options, tools: Tools) -> ModeResult:
@@ -825,7 +879,8 @@ def _run_servers(
     # explicit `promptstack migrate`: the same command for both modes and both apps, and
     # the flags that matter here (one worker, no reload, no access log) said outright.
     cli(tools, env, workdir, "migrate")
-    admin = create_admin(tools, env, workdir) if "list" in options.scenarios else None
+    needs_admin = {"list", "order"} & set(options.scenarios)
+    admin = create_admin(tools, env, workdir) if needs_admin else None
     servers: dict[TargetName, Server] = {
         "service": Server(
             "service",
@@ -848,12 +903,17 @@ def _run_servers(
             server.start()
             server.wait_ready(ready)
         user = bench_user(service.url)
-        if admin is not None:
+        if admin is not None and "list" in options.scenarios:
             seed_notifications(service.url, admin, user)
+        body: dict[ScenarioName, str] = {}
+        if admin is not None and "order" in options.scenarios:
+            body["order"] = order_body(bench_product(service.url, admin))
         # One scenario after another against the same two servers; each is checked just
         # before its load, as the one before may have changed what it reads.
         for name in options.scenarios:
             scenario = SCENARIO_OF[name]
+            if name in body:
+                scenario = replace(scenario, body=body[name])
             targets = targets_of(scenario, servers, user, settings, workdir)
             check_targets(scenario, targets, user)
             result.scenarios[name] = measure(result.mode, scenario, targets, options, tools)

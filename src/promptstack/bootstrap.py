@@ -20,6 +20,10 @@ from promptstack.accounts.service import AccountService
 from promptstack.accounts.sessions import AuthService
 from promptstack.accounts.snapshots import UserSnapshots
 from promptstack.admin.service import EventAdmin
+from promptstack.ai.llm.providers.demo import DemoProvider
+from promptstack.ai.llm.registry import ProviderRegistry
+from promptstack.ai.llm.service import LlmGateway
+from promptstack.ai.llm.tokens import TokenCounter
 from promptstack.audit.service import AuditLog, Auditor
 from promptstack.core.cache import Cache, CacheRegion, MemoryCache, RedisCache, redis_client
 from promptstack.core.clock import Clock, SystemClock
@@ -149,6 +153,7 @@ class Container:
     notifications: NotificationService
     event_admin: EventAdmin
     shop: ShopServices
+    llm: LlmGateway
     events: EventsServices
 
     def services(self) -> dict[type, object]:
@@ -240,6 +245,7 @@ def bootstrap(
     notifications = NotificationService(uow, auditor, mailer, clock, ids, settings)
     notification_handlers.register(consumers, notifications)
     credits = CreditLedger(uow, clock, ids)
+    features = FeatureFlags(settings)
     shop = _shop(settings, uow, cache, consumers, kinds, jobs, credits, notifications, auditor, ids)
     delivery = Delivery(uow, clock, concurrency=settings.database_pool_size)
     publisher: Publisher
@@ -269,12 +275,13 @@ def bootstrap(
             credits=credits,
         ),
         audit_log=AuditLog(uow),
-        features=FeatureFlags(settings),
+        features=features,
         jobs=JobsServices(service=jobs, leases=job_leases, runner=job_runner, executor=executor),
         exports=AccountExports(uow, jobs, auditor),
         notifications=notifications,
         event_admin=EventAdmin(uow, auditor),
         shop=shop,
+        llm=_llm(settings, features),
         events=EventsServices(
             consumers=consumers,
             delivery=delivery,
@@ -353,6 +360,14 @@ def _shop(
         inventory=inventory,
         gateway=gateway,
     )
+
+
+def _llm(settings: Settings, features: FeatureFlags) -> LlmGateway:
+    """The providers, one registration line each, and the gateway in front of them."""
+    tokens = TokenCounter()
+    registry = ProviderRegistry()
+    registry.register(DemoProvider(tokens))
+    return LlmGateway(registry, features, settings.default_llm_provider)
 
 
 def _cache_and_limiter(settings: Settings, clock: Clock) -> tuple[Cache, FailOpenLimiter]:

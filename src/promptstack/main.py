@@ -12,6 +12,7 @@ from promptstack import __version__, health
 from promptstack.accounts import page_routes, session_routes
 from promptstack.accounts import routes as accounts_routes
 from promptstack.admin import routes as admin_routes
+from promptstack.ai.llm import routes as llm_routes
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.logging import configure_logging, get_logger
 from promptstack.core.rate_limit import Quota
@@ -92,6 +93,11 @@ TAGS = [
         "description": "Orders, event-sourced: placed at once (idempotently with an "
         "`Idempotency-Key`), then paid and reserved in the background until confirmed or "
         "cancelled. Each order's history can be read as of any moment.",
+    },
+    {
+        "name": "llm",
+        "description": "The LLM gateway: the providers and models this deployment offers, "
+        "and token counts made offline. Open to users the `ai_chat` flag admits.",
     },
     {
         "name": "admin",
@@ -216,6 +222,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         jobs_routes,
         catalog_routes,
         order_routes,
+        llm_routes,
     ):
         app.include_router(module.router)
     return app

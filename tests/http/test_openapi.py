@@ -61,6 +61,8 @@ OPERATION_IDS = {
     "notifications-mark-read",
     "jobs-read-job",
     "features-read-features",
+    "llm-list-providers",
+    "llm-count-tokens",
     "admin-audit-log",
     "admin-event-backlog",
     "admin-parked-events",

@@ -243,6 +243,10 @@ class Settings(BaseSettings):
     payment_retry_window_seconds: float = Field(default=600.0, ge=0, le=7 * 86_400)
     payment_retry_base_seconds: float = Field(default=2.0, gt=0, le=600)
 
+    # --- ai: the LLM gateway -----------------------------------------------------------------
+    # Serves callers who name no provider and have set no preferred_provider.
+    default_llm_provider: Literal["demo"] = "demo"
+
     @field_validator(
         "trusted_proxies",
         "cors_origins",

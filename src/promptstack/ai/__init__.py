@@ -1,0 +1,1 @@
+"""The AI domains: the LLM gateway, documents, and the OpenAI-compatible API."""

@@ -1,0 +1,1 @@
+"""The LLM gateway: providers behind one service, with tokens, usage, credits and limits."""

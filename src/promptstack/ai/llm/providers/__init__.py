@@ -1,0 +1,1 @@
+"""One adapter per provider, each behind the Protocol in `base.py`."""

@@ -1,0 +1,60 @@
+"""Bad input at the LLM routes: a 4xx problem document, never a 500, nothing written."""
+
+from __future__ import annotations
+
+from tests.fixtures.bad_input import (
+    MEGABYTE,
+    Authorization,
+    Endpoint,
+    JsonBodies,
+    assert_invalid,
+    encode,
+    stored_state,
+)
+from tests.fixtures.support import Api
+
+COUNT = Endpoint(
+    "count-tokens",
+    "POST",
+    "/llm/count-tokens",
+    "user",
+    lambda s: {"text": "How many tokens?"},
+    required=("text",),
+    text=("text",),
+    long=("text",),
+    bad_values=[
+        ("text", "x" * 1_000_001),
+        ("model", ""),
+        ("model", "m" * 129),
+        ("model", 4),
+        ("model", "MEGA" + MEGABYTE[:100_000]),
+    ],
+)
+PROVIDERS = Endpoint("providers", "GET", "/llm/providers", "user")
+
+
+class TestLlmBadInput(JsonBodies, Authorization):
+    endpoints = (COUNT, PROVIDERS)
+
+
+SUITE = TestLlmBadInput()
+
+
+async def test_the_longest_text_is_counted(api: Api) -> None:
+    scene = await SUITE.scene(api, "user")
+
+    response = await COUNT.send(scene, encode({"text": "a " * 500_000}))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["tokens"] > 0
+    assert await stored_state(api) == scene.before
+
+
+async def test_an_unknown_provider_in_a_preference_is_refused_where_it_is_set(api: Api) -> None:
+    scene = await SUITE.scene(api, "user")
+
+    response = await api.client.patch(
+        "/api/v1/users/me", json={"preferred_provider": "skynet"}, headers=scene.caller.headers
+    )
+
+    assert_invalid(response, ["body", "preferred_provider"])

@@ -20,10 +20,12 @@ from promptstack.accounts.service import AccountService
 from promptstack.accounts.sessions import AuthService
 from promptstack.accounts.snapshots import UserSnapshots
 from promptstack.admin.service import EventAdmin
+from promptstack.ai.llm.prices import DEAREST, Price, PriceBook
 from promptstack.ai.llm.providers.demo import DemoProvider
 from promptstack.ai.llm.registry import ProviderRegistry
 from promptstack.ai.llm.service import LlmGateway
 from promptstack.ai.llm.tokens import TokenCounter
+from promptstack.ai.llm.usage import UsageLedger
 from promptstack.audit.service import AuditLog, Auditor
 from promptstack.core.cache import Cache, CacheRegion, MemoryCache, RedisCache, redis_client
 from promptstack.core.clock import Clock, SystemClock
@@ -259,6 +261,8 @@ def bootstrap(
         broker_consumers = RabbitConsumers(settings, consumers, delivery)
     relay = Relay(settings, uow, publisher, clock)
     relay.also_purge(shop.orders.forget_expired_keys)
+    llm = _llm(settings, uow, features, credits, ids)
+    relay.also_purge(llm.usage.sweep)
     uow.on_events(relay.wake)
     return Container(
         settings=settings,
@@ -281,7 +285,7 @@ def bootstrap(
         notifications=notifications,
         event_admin=EventAdmin(uow, auditor),
         shop=shop,
-        llm=_llm(settings, features),
+        llm=llm,
         events=EventsServices(
             consumers=consumers,
             delivery=delivery,
@@ -362,12 +366,23 @@ def _shop(
     )
 
 
-def _llm(settings: Settings, features: FeatureFlags) -> LlmGateway:
+def _llm(
+    settings: Settings,
+    uow: UnitOfWorkFactory,
+    features: FeatureFlags,
+    credits: CreditLedger,
+    ids: IdSource,
+) -> LlmGateway:
     """The providers, one registration line each, and the gateway in front of them."""
     tokens = TokenCounter()
     registry = ProviderRegistry()
     registry.register(DemoProvider(tokens))
-    return LlmGateway(registry, features, settings.default_llm_provider)
+    overrides = {
+        name: Price(price.prompt, price.completion) for name, price in settings.llm_prices.items()
+    }
+    prices = PriceBook(overrides, fallback=DEAREST)
+    usage = UsageLedger(uow, credits, uow.clock, ids)
+    return LlmGateway(registry, features, usage, prices, default=settings.default_llm_provider)
 
 
 def _cache_and_limiter(settings: Settings, clock: Clock) -> tuple[Cache, FailOpenLimiter]:

@@ -8,6 +8,7 @@ from promptstack.accounts.session_models import (
     RefreshToken,
     TokenPurpose,
 )
+from promptstack.ai.llm.models import LlmCall, Outcome
 from promptstack.audit.models import AuditEntry
 from promptstack.events.models import InboxEntry, OutboxMessage, Snapshot, StoredEvent
 from promptstack.jobs.models import Job, JobState
@@ -26,10 +27,12 @@ __all__ = [
     "InboxEntry",
     "Job",
     "JobState",
+    "LlmCall",
     "LoginFailure",
     "Notification",
     "OrderRequest",
     "OutboxMessage",
+    "Outcome",
     "Payment",
     "PaymentStatus",
     "Product",

@@ -22,6 +22,7 @@ COUNT = Endpoint(
     required=("text",),
     text=("text",),
     long=("text",),
+    nullable=("model",),
     bad_values=[
         ("text", "x" * 1_000_001),
         ("model", ""),
@@ -30,11 +31,40 @@ COUNT = Endpoint(
         ("model", "MEGA" + MEGABYTE[:100_000]),
     ],
 )
+GENERATE = Endpoint(
+    "generate",
+    "POST",
+    "/llm/generate",
+    "user",
+    lambda s: {"prompt": "What is a saga?", "max_tokens": 10},
+    required=("prompt",),
+    text=("prompt", "provider", "model"),
+    long=("prompt",),
+    nullable=("provider", "model", "max_tokens", "temperature"),
+    bad_values=[
+        ("prompt", ""),
+        ("prompt", "x" * 1_000_001),
+        ("provider", ""),
+        ("provider", "p" * 33),
+        ("model", ""),
+        ("max_tokens", 0),
+        ("max_tokens", -1),
+        ("max_tokens", 1_000_001),
+        ("max_tokens", 10**30),
+        ("max_tokens", 1.5),
+        ("max_tokens", "10"),
+        ("max_tokens", True),
+        ("temperature", -0.1),
+        ("temperature", 2.5),
+        ("temperature", "hot"),
+        ("temperature", float("inf")),
+    ],
+)
 PROVIDERS = Endpoint("providers", "GET", "/llm/providers", "user")
 
 
 class TestLlmBadInput(JsonBodies, Authorization):
-    endpoints = (COUNT, PROVIDERS)
+    endpoints = (COUNT, GENERATE, PROVIDERS)
 
 
 SUITE = TestLlmBadInput()

@@ -186,6 +186,7 @@ async def test_constraint_and_index_names_follow_the_naming_convention(
     assert ("uq", "email_key", "uq_users_email_key") in found["users"]
     assert {name for kind, _, name in found["users"] if kind == "ck"} == {
         "ck_users_credits_not_negative",
+        "ck_users_credit_micros_under_a_credit",
         "ck_users_role",
         "ck_users_tier",
     }

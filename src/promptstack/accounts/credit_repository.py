@@ -38,6 +38,12 @@ _ADD = (
     .values(credits=User.credits + bindparam("delta"))
     .returning(User.credits)
 )
+_HOLD = (
+    update(User)
+    .where(User.id == bindparam("user_id"), User.credits >= bindparam("amount"))
+    .values(credits=User.credits - bindparam("amount"))
+    .returning(User.credits)
+)
 _SHOWN = select(
     CreditEntry.id,
     CreditEntry.delta,
@@ -93,6 +99,53 @@ class CreditRepository(Repository[CreditEntry]):
         )
         changed_users(session).add(user_id)
         return int(balance)
+
+    async def hold(
+        self, entry_id: uuid.UUID, user_id: uuid.UUID, amount: int, reference: str, now: datetime
+    ) -> int | None:
+        """Take `amount` credits off the balance if it has them, in one conditional
+        statement (so concurrent holds never take more than there is): the new balance,
+        or None when there is not enough. A hold of a reference made before is refused
+        is a mistake, refused."""
+        session = self.session
+        written = await session.execute(
+            _ENTRY[session.get_bind().dialect.name],
+            {
+                "id": entry_id,
+                "user_id": user_id,
+                "delta": -amount,
+                "balance": 0,
+                "reason": CreditReason.USAGE,
+                "reference": reference,
+                "created_at": now,
+            },
+        )
+        if written.scalar_one_or_none() is None:
+            raise ValueError(f"credits were held for {reference} already")
+        balance = (
+            await session.execute(_HOLD, {"user_id": user_id, "amount": amount})
+        ).scalar_one_or_none()
+        if balance is None:
+            return None  # the caller's unit of work rolls the entry back
+        await session.execute(
+            update(CreditEntry).where(CreditEntry.id == entry_id).values(balance=balance)
+        )
+        changed_users(session).add(user_id)
+        return int(balance)
+
+    async def spending(self, user_id: uuid.UUID) -> tuple[int, int]:
+        """The balance and the uncharged micro-credits, the row locked until commit."""
+        row = (
+            await self.session.execute(
+                select(User.credits, User.credit_micros).where(User.id == user_id).with_for_update()
+            )
+        ).one()
+        return int(row.credits), int(row.credit_micros)
+
+    async def set_micros(self, user_id: uuid.UUID, micros: int) -> None:
+        await self.session.execute(
+            update(User).where(User.id == user_id).values(credit_micros=micros)
+        )
 
     async def ledger(self, user_id: uuid.UUID, request: PageRequest) -> Page[ShownCreditEntry]:
         return await self.page_rows(_LEDGER, request, {"user_id": user_id})

@@ -48,6 +48,9 @@ class User(Base):
     __table_args__ = (
         Index("ix_users_created_at_id", "created_at", "id"),
         CheckConstraint("credits >= 0", name="credits_not_negative"),
+        CheckConstraint(
+            "credit_micros >= 0 AND credit_micros < 1000000", name="credit_micros_under_a_credit"
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -67,6 +70,9 @@ class User(Base):
     is_beta_tester: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Changed only through the credit ledger (accounts/credits.py), one entry per change.
     credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Micro-credits spent on LLM calls and not charged yet: less than one credit, charged
+    # with the call that makes them add up to one (accounts/credits.py).
+    credit_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
     preferred_provider: Mapped[str | None] = mapped_column(String(32))
     # Bumped whenever live sessions must end (password change, deactivation): access
     # tokens carry the version they were issued under and stop working once it moves.

@@ -73,6 +73,27 @@ class FlagRule(BaseModel):
     users: tuple[uuid.UUID, ...] = ()
 
 
+_PRICED_MODEL = re.compile(r"[a-z][a-z0-9_]*/[A-Za-z0-9._:\-]{1,128}")
+
+
+def _priced_model(value: str) -> str:
+    if not _PRICED_MODEL.fullmatch(value):
+        raise ValueError(f"{value[:80]!r} is not provider/model (such as openai/gpt-4o)")
+    return value
+
+
+PricedModel = Annotated[str, AfterValidator(_priced_model)]
+
+
+class LlmPrice(BaseModel):
+    """A model's price in micro-credits per token (ai/llm/prices.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: int = Field(ge=0, le=10**9)
+    completion: int = Field(ge=0, le=10**9)
+
+
 DATABASE_URL_FORMS = (
     "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host:5432/name"
 )
@@ -246,6 +267,9 @@ class Settings(BaseSettings):
     # --- ai: the LLM gateway -----------------------------------------------------------------
     # Serves callers who name no provider and have set no preferred_provider.
     default_llm_provider: Literal["demo"] = "demo"
+    # "provider/model" -> {"prompt": micro-credits per token, "completion": ...}, over
+    # the table in ai/llm/prices.py.
+    llm_prices: Annotated[dict[PricedModel, LlmPrice], NoDecode] = Field(default_factory=dict)
 
     @field_validator(
         "trusted_proxies",
@@ -279,9 +303,9 @@ class Settings(BaseSettings):
             ipaddress.ip_network(network, strict=False)
         return value
 
-    @field_validator("feature_flags", mode="before")
+    @field_validator("feature_flags", "llm_prices", mode="before")
     @classmethod
-    def _parse_feature_flags(cls, value: object) -> object:
+    def _parse_json(cls, value: object) -> object:
         """Parsed here rather than by pydantic-settings, whose error for bad JSON does not
         say which setting it was reading."""
         if isinstance(value, str):

@@ -38,8 +38,6 @@ class ProviderRegistry:
         provider = self._providers.get(name)
         if provider is not None and provider.is_available():
             return provider
-        state = "is not configured" if provider is not None else "does not exist"
+        state = "is not configured here" if provider is not None else "is not one of ours"
         offered = ", ".join(self.available()) or "none"
-        raise ProviderNotAvailable(
-            f"the provider {name!r} {state} here; available: {offered}", loc=loc
-        )
+        raise ProviderNotAvailable(f"this provider {state}; available: {offered}", loc=loc)

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from promptstack.accounts.credits import InsufficientCredits
 from promptstack.ai.llm.dependencies import AiUser, LlmGatewayDep
 from promptstack.ai.llm.registry import ProviderNotAvailable
-from promptstack.ai.llm.schemas import CountTokensIn, ProviderOut, ProvidersOut, TokenCountOut
-from promptstack.ai.llm.service import FeatureDisabled, UnknownModel
+from promptstack.ai.llm.schemas import (
+    CountTokensIn,
+    GenerateIn,
+    GenerateOut,
+    ProviderOut,
+    ProvidersOut,
+    TokenCountOut,
+)
+from promptstack.ai.llm.service import (
+    FeatureDisabled,
+    ProviderFailed,
+    ProviderRateLimit,
+    ProviderTimedOut,
+    UnknownModel,
+)
 from promptstack.core.errors import Unauthorized
 from promptstack.http import API_V1
 from promptstack.http.openapi import problem_responses
@@ -36,3 +50,23 @@ async def count_tokens(body: CountTokensIn, user: AiUser, gateway: LlmGatewayDep
     other models' counts are estimates, for sizing a prompt, never for billing."""
     model, count = gateway.count_tokens(user, body.text, body.model)
     return TokenCountOut.of(model, count)
+
+
+@router.post(
+    "/generate",
+    response_model=GenerateOut,
+    responses=problem_responses(
+        UnknownModel,
+        ProviderNotAvailable,
+        InsufficientCredits,
+        ProviderRateLimit,
+        ProviderFailed,
+        ProviderTimedOut,
+    ),
+)
+async def generate(body: GenerateIn, user: AiUser, gateway: LlmGatewayDep) -> GenerateOut:
+    """Answer a prompt. The most the call can cost (its prompt and `max_tokens`) is held
+    from your credits first, and what it did not cost is given back; a call the
+    balance cannot cover is a 402. Every call, answered or failed, is in the usage
+    ledger."""
+    return GenerateOut.of(await gateway.generate(user, body.ask()))

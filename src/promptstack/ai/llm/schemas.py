@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StrictInt, StringConstraints
 
-from promptstack.ai.llm.providers.base import ModelInfo, TokenCount
-from promptstack.ai.llm.service import ProviderInfo
+from promptstack.ai.llm.providers.base import FinishReason, ModelInfo, TokenCount
+from promptstack.ai.llm.service import Answer, Ask, ProviderInfo
 from promptstack.http.schemas import Input, Output, clean_text
 
 # About 250,000 tokens of English: longer than any model's context, shorter than the
 # request body limit.
 TEXT_MAX_LENGTH = 1_000_000
 MODEL_MAX_LENGTH = 128
+PROVIDER_MAX_LENGTH = 32
+MAX_TOKENS = 1_000_000
+
+Text = Annotated[str, StringConstraints(max_length=TEXT_MAX_LENGTH), AfterValidator(clean_text)]
+ModelId = Annotated[
+    Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=MODEL_MAX_LENGTH),
+        AfterValidator(clean_text),
+    ]
+    | None,
+    Field(description="A model id from GET /llm/providers; the provider's default if left out"),
+]
 
 
 class ModelOut(Output):
@@ -55,12 +69,8 @@ class CountTokensIn(Input):
         json_schema_extra={"examples": [{"text": "How many tokens is this?"}]}
     )
 
-    text: Annotated[str, StringConstraints(max_length=TEXT_MAX_LENGTH), AfterValidator(clean_text)]
-    model: Annotated[
-        str | None,
-        StringConstraints(min_length=1, max_length=MODEL_MAX_LENGTH),
-        Field(description="A model id from GET /llm/providers; the default model if left out"),
-    ] = None
+    text: Text
+    model: ModelId = None
 
 
 class TokenCountOut(Output):
@@ -75,3 +85,71 @@ class TokenCountOut(Output):
     @classmethod
     def of(cls, model: str, count: TokenCount) -> TokenCountOut:
         return cls(tokens=count.tokens, exact=count.exact, encoding=count.encoding, model=model)
+
+
+class GenerateIn(Input):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"prompt": "What is event sourcing?", "max_tokens": 200}]}
+    )
+
+    prompt: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=TEXT_MAX_LENGTH),
+        AfterValidator(clean_text),
+        Field(description="The question"),
+    ]
+    provider: Annotated[
+        Annotated[
+            str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=PROVIDER_MAX_LENGTH)
+        ]
+        | None,
+        Field(description="Else your preferred_provider, else the deployment's default"),
+    ] = None
+    model: ModelId = None
+    max_tokens: Annotated[
+        StrictInt | None,
+        Field(ge=1, le=MAX_TOKENS, description="At most the model's max_output_tokens"),
+    ] = None
+    temperature: Annotated[float | None, Field(ge=0, le=2)] = None
+
+    def ask(self) -> Ask:
+        return Ask(
+            prompt=self.prompt,
+            provider=self.provider,
+            model=self.model,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+        )
+
+
+class GenerateOut(Output):
+    id: uuid.UUID = Field(description="The call's entry in the usage ledger")
+    text: str
+    provider: str
+    model: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_used: int
+    usage_exact: bool = Field(description="False when the provider reported no usage")
+    cost_micros: int = Field(description="What the call cost, in millionths of a credit")
+    credits_charged: int = Field(
+        description="Whole credits taken from the balance; parts of a credit carry over"
+    )
+
+    @classmethod
+    def of(cls, answer: Answer) -> GenerateOut:
+        completion, usage = answer.completion, answer.completion.usage
+        return cls(
+            id=answer.call.id,
+            text=completion.text,
+            provider=answer.provider,
+            model=completion.model,
+            finish_reason=completion.finish_reason,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            tokens_used=usage.total_tokens,
+            usage_exact=usage.exact,
+            cost_micros=answer.call.cost_micros,
+            credits_charged=answer.call.credits_charged,
+        )

@@ -1,20 +1,40 @@
-"""The gateway's front: which provider serves a caller, what it offers, and token counts.
+"""The gateway: which provider serves a caller, what a call may cost, and the call itself.
 
-Calls (generate, stream) with their credits, quotas, usage, breaker and fallback join
-this service; choosing the provider is the first step of each, so it lives here.
+Every call is billed through the usage ledger (`usage.py`): opened with a hold of the
+most it can cost before the provider is asked, closed with what it really cost. What
+goes wrong upstream becomes a problem document that says whether to try again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from promptstack.accounts.models import UserSnapshot
-from promptstack.ai.llm.providers.base import ModelInfo, Provider, TokenCount
+from promptstack.ai.llm.models import Outcome
+from promptstack.ai.llm.prices import PriceBook, credits_to_hold
+from promptstack.ai.llm.providers.base import (
+    Completion,
+    CompletionRequest,
+    Message,
+    ModelInfo,
+    Provider,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    TokenCount,
+    Usage,
+)
 from promptstack.ai.llm.registry import ProviderRegistry
-from promptstack.core.errors import Forbidden, ValidationFailed
+from promptstack.ai.llm.usage import ClosedCall, OpenCall, UsageLedger
+from promptstack.core.errors import AppError, Forbidden, TooManyRequests, ValidationFailed
 from promptstack.features.service import FeatureFlags
 
 FEATURE = "ai_chat"
+DEFAULT_MAX_TOKENS = 512
+# A prompt counted with another model's tokenizer is held for this much more (and 16
+# tokens), so an estimate that falls short rarely leaves a call costing past its hold.
+ESTIMATE_MARGIN = 1.25
 
 
 class FeatureDisabled(Forbidden):
@@ -27,6 +47,23 @@ class UnknownModel(ValidationFailed):
     title = "No provider here offers this model"
 
 
+class ProviderRateLimit(TooManyRequests):
+    code = "provider_rate_limited"
+    title = "The provider is refusing calls for now"
+
+
+class ProviderFailed(AppError):
+    status = 502
+    code = "provider_error"
+    title = "The provider failed to answer"
+
+
+class ProviderTimedOut(AppError):
+    status = 504
+    code = "provider_timeout"
+    title = "The provider did not answer in time"
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderInfo:
     name: str
@@ -35,10 +72,38 @@ class ProviderInfo:
     models: tuple[ModelInfo, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One prompt, as a caller asks it."""
+
+    prompt: str
+    provider: str | None = None
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    completion: Completion
+    provider: str
+    call: ClosedCall
+
+
 class LlmGateway:
-    def __init__(self, registry: ProviderRegistry, flags: FeatureFlags, default: str) -> None:
-        self._registry = registry
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        flags: FeatureFlags,
+        usage: UsageLedger,
+        prices: PriceBook,
+        *,
+        default: str,
+    ) -> None:
+        self.registry = registry
+        self.usage = usage
         self._flags = flags
+        self._prices = prices
         self._default = default
 
     def admit(self, user: UserSnapshot) -> None:
@@ -49,7 +114,7 @@ class LlmGateway:
     def providers(self) -> tuple[ProviderInfo, ...]:
         return tuple(
             ProviderInfo(p.name, p.is_available(), p.name == self._default, p.models())
-            for p in self._registry.all()
+            for p in self.registry.all()
         )
 
     def choose(self, user: UserSnapshot, requested: str | None) -> Provider:
@@ -57,12 +122,10 @@ class LlmGateway:
         preference that cannot be served is refused like a request's, rather than
         quietly answered by another provider's model."""
         if requested is not None:
-            return self._registry.usable(requested, loc=("body", "provider"))
+            return self.registry.usable(requested, loc=("body", "provider"))
         if user.preferred_provider is not None:
-            return self._registry.usable(
-                user.preferred_provider, loc=("user", "preferred_provider")
-            )
-        return self._registry.usable(self._default, loc=("settings", "DEFAULT_LLM_PROVIDER"))
+            return self.registry.usable(user.preferred_provider, loc=("user", "preferred_provider"))
+        return self.registry.usable(self._default, loc=("settings", "DEFAULT_LLM_PROVIDER"))
 
     def count_tokens(
         self, user: UserSnapshot, text: str, model: str | None
@@ -76,11 +139,86 @@ class LlmGateway:
             provider = self._offering(model)
         return model, provider.count_tokens(text, model)
 
+    async def generate(self, user: UserSnapshot, ask: Ask) -> Answer:
+        """Hold the most the call can cost, ask the provider, charge what it cost."""
+        provider = self.choose(user, ask.provider)
+        model = _model_of(provider, ask.model)
+        max_tokens = _max_tokens(model, ask.max_tokens)
+        request = CompletionRequest(
+            model=model.id,
+            messages=(Message("user", ask.prompt),),
+            max_tokens=max_tokens,
+            temperature=ask.temperature,
+        )
+        counted = provider.count_tokens(ask.prompt, model.id)
+        prompt_tokens = counted.tokens
+        if not counted.exact:
+            prompt_tokens = int(prompt_tokens * ESTIMATE_MARGIN) + 16
+        price = self._prices.of(provider.name, model.id)
+        call = await self.usage.open(
+            user.id,
+            provider.name,
+            model.id,
+            price=price,
+            held=credits_to_hold(price.most(prompt_tokens, max_tokens)),
+            streamed=False,
+        )
+        try:
+            completion = await provider.generate(request)
+        except ProviderError as error:
+            problem = _problem_of(error)
+            await self._close(call, Outcome.ERROR, Usage(0, 0), error=problem.code)
+            raise problem from error
+        except asyncio.CancelledError:
+            # The client went away: nothing was produced that it will see.
+            await self._close(call, Outcome.CANCELLED, Usage(0, 0, exact=False))
+            raise
+        closed = await self._close(call, Outcome.SUCCESS, completion.usage)
+        return Answer(completion=completion, provider=provider.name, call=closed)
+
+    async def _close(
+        self, call: OpenCall, outcome: Outcome, usage: Usage, *, error: str | None = None
+    ) -> ClosedCall:
+        """Closed even while the request's task is being cancelled: a hold left open
+        would wait for the sweep."""
+        return await asyncio.shield(self.usage.close(call, outcome, usage, error=error))
+
     def _offering(self, model: str) -> Provider:
-        for provider in self._registry.all():
+        for provider in self.registry.all():
             if any(info.id == model for info in provider.models()):
                 return provider
         raise UnknownModel(
-            f"no provider here offers {model!r}; GET /api/v1/llm/providers lists the models",
+            "no provider here offers this model; GET /api/v1/llm/providers lists them",
             loc=("body", "model"),
         )
+
+
+def _model_of(provider: Provider, model: str | None) -> ModelInfo:
+    wanted = model or provider.default_model
+    for info in provider.models():
+        if info.id == wanted:
+            return info
+    offered = ", ".join(info.id for info in provider.models())
+    raise UnknownModel(
+        f"{provider.name} offers no such model; it offers {offered}", loc=("body", "model")
+    )
+
+
+def _max_tokens(model: ModelInfo, asked: int | None) -> int:
+    if asked is None:
+        return min(DEFAULT_MAX_TOKENS, model.max_output_tokens)
+    if asked > model.max_output_tokens:
+        raise ValidationFailed(
+            f"{model.id} produces at most {model.max_output_tokens} tokens",
+            loc=("body", "max_tokens"),
+        )
+    return asked
+
+
+def _problem_of(error: ProviderError) -> AppError:
+    if isinstance(error, ProviderRateLimited):
+        retry_after = round(error.retry_after) if error.retry_after else 1
+        return ProviderRateLimit(str(error), retry_after=retry_after)
+    if isinstance(error, ProviderTimeout):
+        return ProviderTimedOut(str(error))
+    return ProviderFailed(str(error))

@@ -143,3 +143,41 @@ async def test_no_sequential_scan_of_a_big_table(
         [[plan]] = (await connection.execute(text(f"EXPLAIN (FORMAT JSON) {sql}"))).all()
     nodes = list(scans(plan[0]["Plan"]))
     assert not [n for n in nodes if n[0] == "Seq Scan" and n[1] in BIG_TABLES], (name, nodes)
+
+
+def rows_filtered(plan: dict[str, Any]) -> int:
+    """Rows a plan's nodes read and threw away, all of them together."""
+    removed = int(plan.get("Rows Removed by Filter", 0)) + int(
+        plan.get("Rows Removed by Index Recheck", 0)
+    )
+    return removed + sum(rows_filtered(child) for child in plan.get("Plans", []))
+
+
+@pytest.mark.parametrize(
+    ("name", "statement"),
+    [(name, statement) for name, statement in list_statements() if "cursor=True" in name],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+async def test_a_page_after_a_cursor_starts_at_the_cursor(
+    loaded: AsyncEngine, name: str, statement: Select[Any]
+) -> None:
+    """A deep page costs what the first one does: the index is entered at the cursor,
+    not read from the newest row and filtered up to it."""
+    sql = statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    async with loaded.connect() as connection:
+        [[plan]] = (
+            await connection.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}"))
+        ).all()
+
+    entered = [c for c in index_conditions(plan[0]["Plan"]) if "created_at" in c]
+    assert entered, (name, plan)
+    # A filtered list throws away the rows of other statuses it meets on the way; a
+    # page's worth of them, not every row above the cursor.
+    assert rows_filtered(plan[0]["Plan"]) <= 5 * 21, (name, plan)
+
+
+def index_conditions(plan: dict[str, Any]) -> Iterator[str]:
+    if "Index Cond" in plan:
+        yield plan["Index Cond"]
+    for child in plan.get("Plans", []):
+        yield from index_conditions(child)

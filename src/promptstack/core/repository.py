@@ -80,19 +80,17 @@ class PagedQuery:
         order = (at.desc(), id_.desc()) if newest_first else (at.asc(), id_.asc())
         cursor_at = bindparam("cursor_at", type_=at.type)
         cursor_id = bindparam("cursor_id", type_=id_.type)
-        before, after = (
-            (at < cursor_at, id_ < cursor_id)
-            if newest_first
-            else (
-                at > cursor_at,
-                id_ > cursor_id,
-            )
-        )
+        # (at, id) past the cursor. The bound on `at` alone comes first, as a range the
+        # index can start from; written only as `at < c OR (at = c AND id < i)`,
+        # PostgreSQL reads from the newest row and filters its way to the cursor, so a
+        # deep page cost as much as the rows above it.
+        if newest_first:
+            past = and_(at <= cursor_at, or_(at < cursor_at, id_ < cursor_id))
+        else:
+            past = and_(at >= cursor_at, or_(at > cursor_at, id_ > cursor_id))
         limit = bindparam("page_limit", type_=Integer)
         self.first = query.order_by(*order).limit(limit)
-        self.after = (
-            query.where(or_(before, and_(at == cursor_at, after))).order_by(*order).limit(limit)
-        )
+        self.after = query.where(past).order_by(*order).limit(limit)
 
     def statement(
         self, request: PageRequest, params: Mapping[str, Any]

@@ -63,6 +63,7 @@ OPERATION_IDS = {
     "features-read-features",
     "llm-list-providers",
     "llm-count-tokens",
+    "llm-generate",
     "admin-audit-log",
     "admin-event-backlog",
     "admin-parked-events",

@@ -50,6 +50,39 @@ def problem_type(code: str) -> str:
     return f"/problems/{code.replace('_', '-')}"
 
 
+def problem_body(
+    request_id: str | None,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": problem_type(code),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": request_id,
+        **(extra or {}),
+    }
+
+
+def problem_of(request_id: str | None, error: AppError) -> dict[str, Any]:
+    """The document an `AppError` answers with, for where it cannot be the response
+    itself (an event in a stream that has begun)."""
+    return problem_body(
+        request_id,
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        extra=error.extra,
+    )
+
+
 def problem_response(
     request_id: str | None,
     *,
@@ -60,19 +93,13 @@ def problem_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body = {
-        "type": problem_type(code),
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "request_id": request_id,
-        **(extra or {}),
-    }
+    body = problem_body(
+        request_id, status=status, code=code, title=title, detail=detail, extra=extra
+    )
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
-def _request_id(request: Request) -> str | None:
+def request_id_of(request: Request) -> str | None:
     value = getattr(request.state, "request_id", None)
     return value if isinstance(value, str) else None
 
@@ -80,7 +107,7 @@ def _request_id(request: Request) -> str | None:
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     return problem_response(
-        _request_id(request),
+        request_id_of(request),
         status=exc.status,
         code=exc.code,
         title=exc.title,
@@ -135,7 +162,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     oauth2 = isinstance(exc, _UnreadableTokenRequest)
     members = {"error": "invalid_request", "error_description": detail} if oauth2 else {}
     return problem_response(
-        _request_id(request),
+        request_id_of(request),
         status=422,
         code="validation_error",
         title="The request is not valid",
@@ -156,7 +183,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         detail = f"{request.method} is not allowed on {request.url.path}."
         headers["Allow"] = _allowed_methods(request)
     return problem_response(
-        _request_id(request),
+        request_id_of(request),
         status=exc.status_code,
         code=code,
         title=phrase,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 
 from promptstack.accounts.credits import InsufficientCredits
 from promptstack.ai.llm.dependencies import AiUser, LlmGatewayDep
@@ -16,15 +19,21 @@ from promptstack.ai.llm.schemas import (
     TokenCountOut,
 )
 from promptstack.ai.llm.service import (
+    Answer,
+    Delta,
+    Failed,
     FeatureDisabled,
     ProviderFailed,
     ProviderRateLimit,
     ProviderTimedOut,
+    StreamEvent,
     UnknownModel,
 )
 from promptstack.core.errors import Unauthorized
 from promptstack.http import API_V1
 from promptstack.http.openapi import problem_responses
+from promptstack.http.problems import problem_of, request_id_of
+from promptstack.http.sse import MEDIA_TYPE, event_stream, sse_event
 
 router = APIRouter(
     prefix=f"{API_V1}/llm",
@@ -55,18 +64,46 @@ async def count_tokens(body: CountTokensIn, user: AiUser, gateway: LlmGatewayDep
 @router.post(
     "/generate",
     response_model=GenerateOut,
-    responses=problem_responses(
-        UnknownModel,
-        ProviderNotAvailable,
-        InsufficientCredits,
-        ProviderRateLimit,
-        ProviderFailed,
-        ProviderTimedOut,
-    ),
+    responses={
+        200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
+        **problem_responses(
+            UnknownModel,
+            ProviderNotAvailable,
+            InsufficientCredits,
+            ProviderRateLimit,
+            ProviderFailed,
+            ProviderTimedOut,
+        ),
+    },
 )
-async def generate(body: GenerateIn, user: AiUser, gateway: LlmGatewayDep) -> GenerateOut:
+async def generate(
+    body: GenerateIn, user: AiUser, gateway: LlmGatewayDep, request: Request
+) -> GenerateOut | StreamingResponse:
     """Answer a prompt. The most the call can cost (its prompt and `max_tokens`) is held
     from your credits first, and what it did not cost is given back; a call the
     balance cannot cover is a 402. Every call, answered or failed, is in the usage
-    ledger."""
-    return GenerateOut.of(await gateway.generate(user, body.ask()))
+    ledger.
+
+    With `stream: true` the answer is `text/event-stream`: `delta` events with the
+    text as it comes, then `usage` (this endpoint's JSON answer, without the text) and
+    `done`; a provider failing mid-stream sends an `error` event with the problem
+    document instead. Anything refused before the call starts is a plain problem."""
+    if not body.stream:
+        return GenerateOut.of(await gateway.generate(user, body.ask()))
+    events = await gateway.stream(user, body.ask())
+    return event_stream(_server_sent(events, request_id_of(request)))
+
+
+async def _server_sent(
+    events: AsyncIterator[StreamEvent], request_id: str | None
+) -> AsyncIterator[bytes]:
+    async for event in events:
+        match event:
+            case Delta(text=text):
+                yield sse_event("delta", {"text": text})
+            case Failed(problem=problem):
+                yield sse_event("error", problem_of(request_id, problem))
+            case Answer():
+                usage = GenerateOut.of(event).model_dump(mode="json", exclude={"text"})
+                yield sse_event("usage", usage)
+                yield sse_event("done", {})

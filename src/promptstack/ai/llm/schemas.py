@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
 from promptstack.ai.llm.providers.base import FinishReason, ModelInfo, TokenCount
 from promptstack.ai.llm.service import Answer, Ask, ProviderInfo
@@ -111,6 +111,10 @@ class GenerateIn(Input):
         Field(ge=1, le=MAX_TOKENS, description="At most the model's max_output_tokens"),
     ] = None
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None
+    stream: Annotated[
+        StrictBool,
+        Field(description="Answer with server-sent events: delta, then usage and done (or error)"),
+    ] = False
 
     def ask(self) -> Ask:
         return Ask(

@@ -8,6 +8,7 @@ goes wrong upstream becomes a problem document that says whether to try again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from promptstack.accounts.models import UserSnapshot
@@ -16,6 +17,7 @@ from promptstack.ai.llm.prices import PriceBook, credits_to_hold
 from promptstack.ai.llm.providers.base import (
     Completion,
     CompletionRequest,
+    FinishReason,
     Message,
     ModelInfo,
     Provider,
@@ -90,6 +92,31 @@ class Answer:
     call: ClosedCall
 
 
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of a streamed answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A stream that broke off: the problem, after the pieces already sent."""
+
+    problem: AppError
+
+
+StreamEvent = Delta | Answer | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    provider: Provider
+    request: CompletionRequest
+    prompt_tokens: int  # as counted here, padded when it is an estimate
+    call: OpenCall
+
+
 class LlmGateway:
     def __init__(
         self,
@@ -141,6 +168,67 @@ class LlmGateway:
 
     async def generate(self, user: UserSnapshot, ask: Ask) -> Answer:
         """Hold the most the call can cost, ask the provider, charge what it cost."""
+        prepared = await self._prepare(user, ask, streamed=False)
+        provider, call = prepared.provider, prepared.call
+        try:
+            completion = await provider.generate(prepared.request)
+        except ProviderError as error:
+            problem = _problem_of(error)
+            await self._close(call, Outcome.ERROR, Usage(0, 0), error=problem.code)
+            raise problem from error
+        except asyncio.CancelledError:
+            # The client went away: nothing was produced that it will see.
+            await self._close(call, Outcome.CANCELLED, Usage(0, 0, exact=False))
+            raise
+        closed = await self._close(call, Outcome.SUCCESS, completion.usage)
+        return Answer(completion=completion, provider=provider.name, call=closed)
+
+    async def stream(self, user: UserSnapshot, ask: Ask) -> AsyncIterator[StreamEvent]:
+        """Hold the credits now, so a call that cannot be made is refused before any
+        event is sent; then the answer's pieces, and last the answer with its usage
+        (or the problem that broke it off)."""
+        prepared = await self._prepare(user, ask, streamed=True)
+        return self._streaming(prepared)
+
+    async def _streaming(self, prepared: _Prepared) -> AsyncIterator[StreamEvent]:
+        provider, call = prepared.provider, prepared.call
+        pieces: list[str] = []
+        usage: Usage | None = None
+        finish: FinishReason = "stop"
+        try:
+            async for chunk in provider.stream(prepared.request):
+                if chunk.text:
+                    pieces.append(chunk.text)
+                    yield Delta(chunk.text)
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                if chunk.finish_reason is not None:
+                    finish = chunk.finish_reason
+        except ProviderError as error:
+            problem = _problem_of(error)
+            produced = self._produced(prepared, pieces)
+            await self._close(call, Outcome.ERROR, produced, error=problem.code)
+            yield Failed(problem)
+            return
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client went away: what was produced up to here is what it cost.
+            await self._close(call, Outcome.CANCELLED, self._produced(prepared, pieces))
+            raise
+        usage = usage or self._produced(prepared, pieces)
+        closed = await self._close(call, Outcome.SUCCESS, usage)
+        text = "".join(pieces)
+        completion = Completion(text, prepared.request.model, usage, finish_reason=finish)
+        yield Answer(completion=completion, provider=provider.name, call=closed)
+
+    def _produced(self, prepared: _Prepared, pieces: list[str]) -> Usage:
+        """What a stream that reported no usage cost, counted here: never exact."""
+        text = "".join(pieces)
+        completion = prepared.provider.count_tokens(text, prepared.request.model).tokens
+        return Usage(prepared.prompt_tokens, completion, exact=False)
+
+    async def _prepare(self, user: UserSnapshot, ask: Ask, *, streamed: bool) -> _Prepared:
+        """Choose the provider and model, check the request, and open the call with its
+        hold (`InsufficientCredits` when the balance is short)."""
         provider = self.choose(user, ask.provider)
         model = _model_of(provider, ask.model)
         max_tokens = _max_tokens(model, ask.max_tokens)
@@ -161,20 +249,9 @@ class LlmGateway:
             model.id,
             price=price,
             held=credits_to_hold(price.most(prompt_tokens, max_tokens)),
-            streamed=False,
+            streamed=streamed,
         )
-        try:
-            completion = await provider.generate(request)
-        except ProviderError as error:
-            problem = _problem_of(error)
-            await self._close(call, Outcome.ERROR, Usage(0, 0), error=problem.code)
-            raise problem from error
-        except asyncio.CancelledError:
-            # The client went away: nothing was produced that it will see.
-            await self._close(call, Outcome.CANCELLED, Usage(0, 0, exact=False))
-            raise
-        closed = await self._close(call, Outcome.SUCCESS, completion.usage)
-        return Answer(completion=completion, provider=provider.name, call=closed)
+        return _Prepared(provider, request, prompt_tokens, call)
 
     async def _close(
         self, call: OpenCall, outcome: Outcome, usage: Usage, *, error: str | None = None

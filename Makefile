@@ -58,7 +58,7 @@ format: $(DEV)
 migrate: $(SERVE)
 	$(BIN)/promptstack migrate
 
-## Benchmark users/me, a list and a write against bare baselines (needs wrk); flags via BENCH_ARGS="...".
+## Benchmark users/me, a list, a write and an order against bare baselines (needs wrk); flags via BENCH_ARGS="...".
 .PHONY: bench
 bench: $(DEV)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
@@ -67,6 +67,16 @@ bench: $(DEV)
 .PHONY: bench-events
 bench-events: $(DEV)
 	$(BIN)/python bench/events.py $(BENCH_ARGS)
+
+## Benchmark the shop's saga: orders settled end to end against orders accepted; flags via BENCH_ARGS.
+.PHONY: bench-shop
+bench-shop: $(DEV)
+	$(BIN)/python bench/shop.py $(BENCH_ARGS)
+
+## Benchmark order lists at 10^3 to 10^6 orders, and loads with and without snapshots.
+.PHONY: bench-order-reads
+bench-order-reads: $(DEV)
+	$(BIN)/python bench/order_reads.py $(BENCH_ARGS)
 
 ## Measure Argon2 verifications (logins) per core with the configured parameters.
 .PHONY: bench-logins

@@ -1,18 +1,21 @@
 """What the benchmark runners share, so each runner holds only its scenario.
 
-`bench/run.py` (the HTTP path) and `bench/events.py` (the event backbone) both need a
-fresh PostgreSQL database that goes away whatever happens, summaries of their samples,
-tables, and results written as JSON; the HTTP runner also starts servers pinned to CPUs,
-waits for them and stops them. One copy of each, here, so the runners cannot drift apart
-in how they clean up, count or report. Not part of the test suite.
+`bench/run.py` (the HTTP path), `bench/events.py` (the event backbone), `bench/shop.py`
+(the saga) and `bench/order_reads.py` (lists and loads) need a fresh PostgreSQL database
+that goes away whatever happens, summaries of their samples, tables, and results written
+as JSON; most also start the service, run its CLI, wait for servers and stop them. One
+copy of each, here, so the runners cannot drift apart in how they clean up, count or
+report. Not part of the test suite.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -120,6 +123,60 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def uvicorn_command(*app: str) -> list[str]:
+    """One worker, no reload, no access log: the request path and nothing around it.
+    `app` names the factory (and, for an app outside the package, `--app-dir`)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        *app,
+        "--factory",
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--no-proxy-headers",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+
+
+SERVICE_APP = "promptstack.main:create_app"
+
+
+def promptstack_command() -> str:
+    found = console_script("promptstack")
+    if found is None:
+        raise BenchError("The promptstack command is not installed: run `make bench`.")
+    return found
+
+
+def cli(env: dict[str, str], workdir: Path, *args: str) -> None:
+    """Run a promptstack command with the service's environment, as an operator would."""
+    done = subprocess.run(  # noqa: S603 -- our own fixed command
+        [promptstack_command(), *args],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"promptstack {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def create_admin(env: dict[str, str], workdir: Path) -> tuple[str, str]:
+    """An administrator made with the CLI, since the API makes none: its email and
+    password (only an administrator sends notifications or stocks products)."""
+    email = f"bench_admin_{secrets.token_hex(4)}@example.com"
+    password = secrets.token_urlsafe(18)
+    cli(env, workdir, "create-admin", "--email", email, "--password", password)
+    return email, password
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -127,17 +184,19 @@ def free_port() -> int:
         return port
 
 
-class Server:
-    """One HTTP server process on a free local port, its output kept in a log file.
+class Process:
+    """A service process, its output kept in a log file.
 
-    `command` is run with `--host` and `--port` appended."""
+    It leads a session of its own: a Ctrl-C at the terminal reaches only the runner,
+    which then stops its processes in order, and stopping one also ends whatever it
+    forked (Celery's pool, uvicorn's workers)."""
+
+    stop_timeout = STOP_TIMEOUT_SECONDS
 
     def __init__(self, name: str, command: list[str], env: dict[str, str], workdir: Path) -> None:
         self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{name}.log"
-        self._command = [*command, "--host", "127.0.0.1", "--port", str(self.port)]
+        self._command = command
         self._env = env
         self._workdir = workdir
         self._process: subprocess.Popen[bytes] | None = None
@@ -150,8 +209,6 @@ class Server:
 
     def start(self) -> None:
         with self.log_path.open("wb") as log:
-            # A session of its own: a Ctrl-C at the terminal reaches only the runner,
-            # which then stops the servers in order.
             self._process = subprocess.Popen(  # noqa: S603 -- our own fixed command
                 self._command,
                 env=self._env,
@@ -162,29 +219,27 @@ class Server:
                 start_new_session=True,
             )
 
-    def wait_ready(self, path: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        with httpx.Client(base_url=self.url, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self._process is not None and self._process.poll() is not None:
-                    raise BenchError(f"{self.name} exited on start:\n{self.log_tail()}")
-                with suppress(httpx.TransportError):
-                    if client.get(path).status_code == 200:
-                        return
-                time.sleep(0.1)
-        raise BenchError(f"{self.name} was not ready within {READY_TIMEOUT_SECONDS:.0f} s")
+    def check(self) -> None:
+        """Raise if the process has ended: what waits on it would only time out."""
+        if self._process is not None and self._process.poll() is not None:
+            raise BenchError(
+                f"{self.name} exited with {self._process.returncode}:\n{self.log_tail()}"
+            )
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            say(f"{self.name} did not stop on SIGTERM; killing it.", "yellow")
-            process.kill()
-            process.wait()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                say(f"{self.name} did not stop on SIGTERM; killing it.", "yellow")
+        # Whatever is left of its session (a pool process the parent did not reap).
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -193,7 +248,70 @@ class Server:
             return "(no log)"
 
 
+class Server(Process):
+    """A process serving HTTP on a free local port: `command` is run with `--host` and
+    `--port` appended."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            name, [*command, "--host", "127.0.0.1", "--port", str(self.port)], env, workdir
+        )
+
+    def wait_ready(self, path: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        with httpx.Client(base_url=self.url, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                self.check()
+                with suppress(httpx.TransportError):
+                    if client.get(path).status_code == 200:
+                        return
+                time.sleep(0.1)
+        raise BenchError(f"{self.name} was not ready within {READY_TIMEOUT_SECONDS:.0f} s")
+
+
 # --------------------------------------------------------------------------- PostgreSQL
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, database: str) -> None:
+    """The options every runner takes: where results go, and the scale-out servers."""
+    parser.add_argument("--json", dest="json_path", type=Path, help="write the results here")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="scaleout: an administrative connection, to create and drop the bench database",
+    )
+    parser.add_argument(
+        "--database",
+        default=database,
+        help="scaleout: the database to create, migrate and drop (its name must say 'bench')",
+    )
+    parser.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/15", help="scaleout: REDIS_URL"
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra setting for every service process, e.g. --set DATABASE_POOL_SIZE=20; "
+        "repeatable",
+    )
+
+
+def common_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """Check what `add_common_options` added: the extra settings, by name."""
+    if not is_bench_database_name(args.database):
+        parser.error("--database must be a plain lowercase name containing 'bench'")
+    extra: dict[str, str] = {}
+    for item in args.settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--set takes NAME=VALUE, not {item!r}")
+        extra[name.upper()] = value
+    return extra
 
 
 def is_bench_database_name(name: str) -> bool:

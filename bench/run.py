@@ -53,26 +53,32 @@ import httpx
 import jwt
 from harness import (
     BENCH_DIR,
+    SERVICE_APP,
     BenchError,
     Server,
+    add_common_options,
     children_cpu_seconds,
     clean_env,
+    cli,
+    common_options,
     console,
     console_script,
+    create_admin,
     exit_code,
     figures_table,
     find_taskset,
     fresh_database,
     git_state,
-    is_bench_database_name,
     median,
     out,
     package_versions,
     pinned,
     process_cpu_seconds,
+    promptstack_command,
     rounded,
     say,
     spread,
+    uvicorn_command,
     write_json,
 )
 
@@ -182,28 +188,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--server-cpu", type=int, default=0, help="CPU both servers are pinned to (taskset)"
     )
     parser.add_argument("--client-cpu", type=int, default=1, help="CPU wrk is pinned to")
-    parser.add_argument("--json", dest="json_path", type=Path, help="write the results here")
-    parser.add_argument(
-        "--postgres",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="scaleout: an administrative connection, to create and drop the bench database",
-    )
-    parser.add_argument(
-        "--database",
-        default="promptstack_bench",
-        help="scaleout: the database to create, migrate and drop (its name must say 'bench')",
-    )
-    parser.add_argument(
-        "--redis-url", default="redis://127.0.0.1:6379/15", help="scaleout: REDIS_URL"
-    )
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="an extra service setting, e.g. --set DATABASE_POOL_SIZE=20; repeatable",
-    )
+    add_common_options(parser, database="promptstack_bench")
     parser.add_argument(
         "--profile",
         dest="profile_dir",
@@ -229,14 +214,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         parser.error("--warmup cannot be negative")
     if args.threads > args.connections:
         parser.error("--threads cannot exceed --connections (wrk needs a connection each)")
-    extra: dict[str, str] = {}
-    for item in args.settings:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            parser.error(f"--set takes NAME=VALUE, not {item!r}")
-        extra[name.upper()] = value
-    if not is_bench_database_name(args.database):
-        parser.error("--database must be a plain lowercase name containing 'bench'")
+    extra = common_options(parser, args)
     return Options(
         modes=tuple(dict.fromkeys(args.modes or MODES)),
         scenarios=tuple(dict.fromkeys(args.scenarios or SCENARIOS)),
@@ -266,7 +244,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 class Tools:
     wrk: str | None
     taskset: str
-    promptstack: str
     py_spy: str | None
 
 
@@ -287,13 +264,11 @@ def find_tools(options: Options) -> Tools:
             "the load generator's own cost.",
             "yellow",
         )
-    promptstack = console_script("promptstack")
-    if promptstack is None:
-        raise BenchError("The promptstack command is not installed: run `make bench`.")
+    promptstack_command()  # installed, or say so before anything starts
     py_spy = console_script("py-spy")
     if options.profile_dir is not None and py_spy is None:
         raise BenchError(f"--profile needs py-spy: {sys.executable} -m pip install py-spy")
-    return Tools(wrk=wrk, taskset=taskset, promptstack=promptstack, py_spy=py_spy)
+    return Tools(wrk=wrk, taskset=taskset, py_spy=py_spy)
 
 
 def wrk_version(tools: Tools) -> str | None:
@@ -366,27 +341,8 @@ def parse_wrk(text: str) -> LoadFigures:
 # --------------------------------------------------------------------------- servers
 
 
-def uvicorn_command(tools: Tools, cpu: int, *app: str) -> list[str]:
-    """One worker, no reload, no access log: the request path and nothing around it."""
-    return pinned(
-        tools.taskset,
-        cpu,
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            *app,
-            "--factory",
-            "--workers",
-            "1",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--no-proxy-headers",
-            "--timeout-graceful-shutdown",
-            "5",
-        ],
-    )
+def service_command(tools: Tools, cpu: int, *app: str) -> list[str]:
+    return pinned(tools.taskset, cpu, uvicorn_command(*app))
 
 
 # --------------------------------------------------------------------------- data
@@ -796,6 +752,9 @@ def service_settings(mode: Mode, options: Options, workdir: Path) -> dict[str, s
         "MAILDIR_PATH": str(workdir / "mail"),
         "DATABASE_POOL_SIZE": str(POOL_SIZE),
         "DATABASE_MAX_OVERFLOW": str(MAX_OVERFLOW),
+        # What is left in the outbox at the end is thrown away with the database: stop
+        # without flushing it for long (orders leave a backlog of saga steps).
+        "SHUTDOWN_GRACE_SECONDS": "1",
     }
     if mode == "embedded":
         settings["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
@@ -804,31 +763,6 @@ def service_settings(mode: Mode, options: Options, workdir: Path) -> dict[str, s
         settings["REDIS_URL"] = options.redis_url
         settings["CACHE_NAMESPACE"] = options.database  # keys of their own, never flushed
     return settings | options.settings
-
-
-def cli(tools: Tools, env: dict[str, str], workdir: Path, *args: str) -> None:
-    """Run a promptstack command with the service's environment, as an operator would."""
-    done = subprocess.run(  # noqa: S603 -- our own fixed command
-        [tools.promptstack, *args],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"promptstack {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-
-
-def create_admin(tools: Tools, env: dict[str, str], workdir: Path) -> tuple[str, str]:
-    """An administrator made with the CLI, since the API makes none: its email and
-    password. Only an administrator may send the list scenario's notifications and stock
-    the order scenario's product."""
-    email = f"bench_admin_{secrets.token_hex(4)}@example.com"
-    password = secrets.token_urlsafe(18)
-    cli(tools, env, workdir, "create-admin", "--email", email, "--password", password)
-    return email, password
 
 
 def bench_product(base_url: str, admin: tuple[str, str]) -> str:
@@ -878,19 +812,19 @@ def _run_servers(
     # The service is started by uvicorn itself rather than `promptstack serve`, after an
     # explicit `promptstack migrate`: the same command for both modes and both apps, and
     # the flags that matter here (one worker, no reload, no access log) said outright.
-    cli(tools, env, workdir, "migrate")
+    cli(env, workdir, "migrate")
     needs_admin = {"list", "order"} & set(options.scenarios)
-    admin = create_admin(tools, env, workdir) if needs_admin else None
+    admin = create_admin(env, workdir) if needs_admin else None
     servers: dict[TargetName, Server] = {
         "service": Server(
             "service",
-            uvicorn_command(tools, options.server_cpu, "promptstack.main:create_app"),
+            service_command(tools, options.server_cpu, SERVICE_APP),
             env,
             workdir,
         ),
         "bare": Server(
             "bare",
-            uvicorn_command(
+            service_command(
                 tools, options.server_cpu, "--app-dir", str(BENCH_DIR), "bare_app:create_app"
             ),
             env,

@@ -165,9 +165,7 @@ async def test_a_page_after_a_cursor_starts_at_the_cursor(
     not read from the newest row and filtered up to it."""
     sql = statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
     async with loaded.connect() as connection:
-        [[plan]] = (
-            await connection.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}"))
-        ).all()
+        [[plan]] = (await connection.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}"))).all()
 
     entered = [c for c in index_conditions(plan[0]["Plan"]) if "created_at" in c]
     assert entered, (name, plan)

@@ -23,6 +23,7 @@ from promptstack.admin.service import EventAdmin
 from promptstack.ai.llm.prices import DEAREST, Price, PriceBook
 from promptstack.ai.llm.providers.demo import DemoProvider
 from promptstack.ai.llm.registry import ProviderRegistry
+from promptstack.ai.llm.reports import UsageReports
 from promptstack.ai.llm.service import LlmGateway
 from promptstack.ai.llm.tokens import TokenCounter
 from promptstack.ai.llm.usage import UsageLedger
@@ -156,6 +157,7 @@ class Container:
     event_admin: EventAdmin
     shop: ShopServices
     llm: LlmGateway
+    llm_usage: UsageReports
     events: EventsServices
 
     def services(self) -> dict[type, object]:
@@ -286,6 +288,7 @@ def bootstrap(
         event_admin=EventAdmin(uow, auditor),
         shop=shop,
         llm=llm,
+        llm_usage=UsageReports(uow, clock),
         events=EventsServices(
             consumers=consumers,
             delivery=delivery,

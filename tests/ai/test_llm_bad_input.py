@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fixtures.bad_input import (
     MEGABYTE,
     Authorization,
     Endpoint,
     JsonBodies,
+    Listing,
+    Listings,
     assert_invalid,
     encode,
     stored_state,
 )
-from tests.fixtures.support import Api
+from tests.fixtures.support import Api, assert_problem
 
 COUNT = Endpoint(
     "count-tokens",
@@ -63,8 +67,19 @@ GENERATE = Endpoint(
 PROVIDERS = Endpoint("providers", "GET", "/llm/providers", "user")
 
 
-class TestLlmBadInput(JsonBodies, Authorization):
+WINDOWS = (
+    {"since": "yesterday"},
+    {"until": "1767225600"},
+    {"since": "2026-01-01T00:00:00"},
+    {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+    {"since": "2020-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+    {"since": MEGABYTE[:5000]},
+)
+
+
+class TestLlmBadInput(JsonBodies, Listings, Authorization):
     endpoints = (COUNT, GENERATE, PROVIDERS)
+    listings = (Listing("/llm/usage", "user", WINDOWS),)
 
 
 SUITE = TestLlmBadInput()
@@ -88,3 +103,14 @@ async def test_an_unknown_provider_in_a_preference_is_refused_where_it_is_set(ap
     )
 
     assert_invalid(response, ["body", "preferred_provider"])
+
+
+@pytest.mark.parametrize("window", WINDOWS, ids=str)
+async def test_the_administrators_report_refuses_a_bad_window(
+    api: Api, window: dict[str, str]
+) -> None:
+    admin = await api.admin()
+
+    response = await api.client.get("/api/v1/admin/llm/usage", params=window, headers=admin.headers)
+
+    assert_problem(response, 422)

@@ -64,10 +64,12 @@ OPERATION_IDS = {
     "llm-list-providers",
     "llm-count-tokens",
     "llm-generate",
+    "llm-my-usage",
     "admin-audit-log",
     "admin-event-backlog",
     "admin-parked-events",
     "admin-replay-event",
+    "admin-llm-usage",
 }
 UNLIMITED = {"/health", "/health/ready"}
 

@@ -1,5 +1,5 @@
 """Administration views: the audit log, the event backbone's backlog and parked events
-to replay, and the orders the saga has not settled."""
+to replay, the orders the saga has not settled, and what the LLM gateway served."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from fastapi import APIRouter, Query
 from promptstack.accounts.dependencies import AdminUser
 from promptstack.admin.dependencies import EventAdminDep
 from promptstack.admin.schemas import BacklogOut, ParkedEventOut
+from promptstack.ai.llm.dependencies import UsageReportsDep
+from promptstack.ai.llm.schemas import EveryonesUsageOut
 from promptstack.audit.dependencies import AuditLogDep
 from promptstack.audit.models import ShownAuditEntry
 from promptstack.audit.schemas import AuditEntryOut
@@ -20,7 +22,7 @@ from promptstack.events.models import Backlog, OutboxMessage
 from promptstack.http import API_V1
 from promptstack.http.openapi import problem_responses
 from promptstack.http.pagination import PageDep
-from promptstack.http.schemas import Accepted, PageOut
+from promptstack.http.schemas import Accepted, Moment, PageOut
 from promptstack.shop.orders.dependencies import OrderServiceDep
 from promptstack.shop.orders.schemas import OrderOut
 
@@ -92,3 +94,21 @@ async def stuck_orders(
     a payment processor that stays down, a consumer that keeps failing. The gauge
     `promptstack_orders_stuck` counts them."""
     return [OrderOut.of(order) for order in await orders.stuck(admin, limit)]
+
+
+@router.get(
+    "/llm/usage",
+    response_model=EveryonesUsageOut,
+    responses=problem_responses(Unauthorized, Forbidden),
+)
+async def llm_usage(
+    admin: AdminUser,
+    reports: UsageReportsDep,
+    since: Annotated[
+        Moment | None, Query(description="From this moment (RFC 3339); 30 days before until")
+    ] = None,
+    until: Annotated[Moment | None, Query(description="Up to this moment; now")] = None,
+) -> EveryonesUsageOut:
+    """What the LLM gateway served over a window (at most 366 days): per provider and
+    model, and for the 100 users who spent most."""
+    return EveryonesUsageOut.of(await reports.everyone(since, until))

@@ -6,7 +6,14 @@ import re
 import unicodedata
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+)
 
 T = TypeVar("T")
 
@@ -86,3 +93,20 @@ class PageOut(BaseModel, Generic[T]):
 
 class Accepted(BaseModel):
     status: str = "accepted"
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _written_as_rfc3339(value: object) -> object:
+    """pydantic would also take a number of seconds since 1970 for a moment; a client
+    that sends one has most likely confused two parameters, so it is refused."""
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError(
+            "must be a date and time with its time zone (RFC 3339), such as 2026-06-01T12:00:00Z"
+        )
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_written_as_rfc3339)]
+"""A moment in a query or body: RFC 3339 with its time zone, nothing else."""

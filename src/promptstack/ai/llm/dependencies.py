@@ -8,10 +8,12 @@ from fastapi import Depends
 
 from promptstack.accounts.dependencies import CurrentUser
 from promptstack.accounts.models import UserSnapshot
+from promptstack.ai.llm.reports import UsageReports
 from promptstack.ai.llm.service import LlmGateway
 from promptstack.http.dependencies import provider
 
 LlmGatewayDep = Annotated[LlmGateway, Depends(provider(LlmGateway))]
+UsageReportsDep = Annotated[UsageReports, Depends(provider(UsageReports))]
 
 
 async def get_ai_user(user: CurrentUser, gateway: LlmGatewayDep) -> UserSnapshot:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from promptstack.accounts.credits import InsufficientCredits
-from promptstack.ai.llm.dependencies import AiUser, LlmGatewayDep
+from promptstack.ai.llm.dependencies import AiUser, LlmGatewayDep, UsageReportsDep
 from promptstack.ai.llm.registry import ProviderNotAvailable
 from promptstack.ai.llm.schemas import (
     CountTokensIn,
@@ -17,6 +18,7 @@ from promptstack.ai.llm.schemas import (
     ProviderOut,
     ProvidersOut,
     TokenCountOut,
+    UsageOut,
 )
 from promptstack.ai.llm.service import (
     Answer,
@@ -32,7 +34,9 @@ from promptstack.ai.llm.service import (
 from promptstack.core.errors import Unauthorized
 from promptstack.http import API_V1
 from promptstack.http.openapi import problem_responses
+from promptstack.http.pagination import PageDep
 from promptstack.http.problems import problem_of, request_id_of
+from promptstack.http.schemas import Moment
 from promptstack.http.sse import MEDIA_TYPE, event_stream, sse_event
 
 router = APIRouter(
@@ -107,3 +111,18 @@ async def _server_sent(
                 usage = GenerateOut.of(event).model_dump(mode="json", exclude={"text"})
                 yield sse_event("usage", usage)
                 yield sse_event("done", {})
+
+
+@router.get("/usage", response_model=UsageOut)
+async def my_usage(
+    user: AiUser,
+    reports: UsageReportsDep,
+    page: PageDep,
+    since: Annotated[
+        Moment | None, Query(description="From this moment (RFC 3339); 30 days before until")
+    ] = None,
+    until: Annotated[Moment | None, Query(description="Up to this moment; now")] = None,
+) -> UsageOut:
+    """Your calls' totals over a window (at most 366 days), by UTC day and model, and your
+    calls themselves, newest first, a page at a time (`cursor`, `limit`)."""
+    return UsageOut.of(await reports.mine(user, since, until, page))

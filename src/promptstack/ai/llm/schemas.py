@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
+from promptstack.ai.llm.models import Outcome
 from promptstack.ai.llm.providers.base import FinishReason, ModelInfo, TokenCount
+from promptstack.ai.llm.reports import DayUse, EveryonesUsage, MyUsage, Sums
 from promptstack.ai.llm.service import Answer, Ask, ProviderInfo
 from promptstack.http.schemas import Input, Output, clean_text
 
@@ -157,3 +160,103 @@ class GenerateOut(Output):
             cost_micros=answer.call.cost_micros,
             credits_charged=answer.call.credits_charged,
         )
+
+
+class SumsOut(Output):
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_micros: int
+    credits_charged: int
+
+    @classmethod
+    def of(cls, sums: Sums) -> SumsOut:
+        return cls(
+            calls=sums.calls,
+            prompt_tokens=sums.prompt_tokens,
+            completion_tokens=sums.completion_tokens,
+            cost_micros=sums.cost_micros,
+            credits_charged=sums.credits_charged,
+        )
+
+
+class DayUseOut(SumsOut):
+    day: date
+    provider: str
+    model: str
+
+    @classmethod
+    def of_day(cls, use: DayUse) -> DayUseOut:
+        return cls(day=use.day, provider=use.provider, model=use.model, **_sums(use.sums))
+
+
+class CallOut(Output):
+    id: uuid.UUID
+    provider: str
+    model: str
+    streamed: bool
+    outcome: Outcome
+    error: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    usage_exact: bool
+    cost_micros: int
+    credits_held: int
+    credits_charged: int
+    latency_ms: int | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class UsageOut(Output):
+    since: datetime
+    until: datetime | None = Field(description="Null: up to now")
+    totals: SumsOut = Field(description="Every call in [since, until)")
+    by_day: list[DayUseOut] = Field(description="Per UTC day, provider and model, oldest first")
+    items: list[CallOut] = Field(description="Your calls, newest first, a page at a time")
+    next_cursor: str | None
+
+    @classmethod
+    def of(cls, usage: MyUsage) -> UsageOut:
+        return cls(
+            since=usage.since,
+            until=usage.until,
+            totals=SumsOut.of(usage.totals),
+            by_day=[DayUseOut.of_day(day) for day in usage.by_day],
+            items=[CallOut.model_validate(call) for call in usage.calls.items],
+            next_cursor=usage.calls.next_cursor,
+        )
+
+
+class UserUseOut(SumsOut):
+    user_id: uuid.UUID
+
+
+class ModelUseOut(SumsOut):
+    provider: str
+    model: str
+
+
+class EveryonesUsageOut(Output):
+    since: datetime
+    until: datetime | None = Field(description="Null: up to now")
+    totals: SumsOut
+    by_user: list[UserUseOut] = Field(description="The 100 users who spent most, dearest first")
+    by_model: list[ModelUseOut]
+
+    @classmethod
+    def of(cls, usage: EveryonesUsage) -> EveryonesUsageOut:
+        return cls(
+            since=usage.since,
+            until=usage.until,
+            totals=SumsOut.of(usage.totals),
+            by_user=[UserUseOut(user_id=use.user_id, **_sums(use.sums)) for use in usage.by_user],
+            by_model=[
+                ModelUseOut(provider=use.provider, model=use.model, **_sums(use.sums))
+                for use in usage.by_model
+            ],
+        )
+
+
+def _sums(sums: Sums) -> dict[str, int]:
+    return SumsOut.of(sums).model_dump()

@@ -12,13 +12,12 @@ from promptstack.core.errors import Forbidden, NotFound, Unauthorized, Validatio
 from promptstack.http import API_V1
 from promptstack.http.openapi import problem_responses
 from promptstack.http.pagination import PageDep
-from promptstack.http.schemas import PageOut
+from promptstack.http.schemas import Moment, PageOut
 from promptstack.shop.orders.dependencies import OrderServiceDep
 from promptstack.shop.orders.domain import InvalidTransition, OrderStatus
 from promptstack.shop.orders.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     HistoryOut,
-    Moment,
     OrderIn,
     OrderOut,
 )

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
-    AwareDatetime,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -27,20 +24,6 @@ from promptstack.shop.orders.service import History, Item, NewOrder
 PAYMENT_TOKEN_PATTERN = r"^[A-Za-z0-9_\-]{1,128}$"  # noqa: S105 (a shape, no secret)
 # The header's value: printable ASCII, as RFC 9110 field values are.
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
-
-
-def _written_as_rfc3339(value: object) -> object:
-    """pydantic would also take a number of seconds since 1970 for a moment; a client
-    that sends one has most likely confused two parameters, so it is refused."""
-    if isinstance(value, str) and not _RFC3339.match(value):
-        raise ValueError(
-            "must be a date and time with its time zone (RFC 3339), such as 2026-06-01T12:00:00Z"
-        )
-    return value
-
-
-Moment = Annotated[AwareDatetime, BeforeValidator(_written_as_rfc3339)]
 
 
 class ItemIn(Input):

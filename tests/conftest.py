@@ -134,6 +134,8 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "database_pool_size": 5,
         "database_max_overflow": 20,
         "rate_limit_enabled": False,
+        # Balances start at nothing unless a test says otherwise (tests/accounts).
+        "signup_credits": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

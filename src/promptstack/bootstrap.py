@@ -274,7 +274,9 @@ def bootstrap(
         rate_limiter=rate_limiter,
         uow=uow,
         accounts=AccountsServices(
-            service=AccountService(uow, hasher, auditor, clock, ids),
+            service=AccountService(
+                uow, hasher, auditor, clock, ids, credits, signup_credits=settings.signup_credits
+            ),
             auth=auth,
             recovery=recovery,
             tokens=tokens,

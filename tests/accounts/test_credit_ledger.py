@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from promptstack.accounts.credit_models import CreditEntry, CreditReason
 from promptstack.accounts.models import User
-from tests.fixtures.support import Api, assert_problem
+from tests.fixtures.support import PASSWORD, Account, Api, assert_problem
 
 LEDGER = "/api/v1/users/me/credit-ledger"
 
@@ -77,3 +77,27 @@ async def test_each_user_reads_only_their_own_ledger(api: Api) -> None:
     await grant(api, one.id, 70, "order:mine")
     assert (await api.client.get(LEDGER, headers=other.headers)).json()["items"] == []
     assert_problem(await api.client.get(LEDGER), 401)
+
+
+class TestSignupCredits:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, object]:
+        return {"signup_credits": 250}
+
+    async def test_a_new_account_starts_with_them_once_through_the_ledger(self, api: Api) -> None:
+        registered = await api.client.post(
+            "/api/v1/auth/register",
+            json={"email": "new@example.com", "username": "newcomer", "password": PASSWORD},
+        )
+        assert registered.status_code == 201, registered.text
+        assert registered.json()["credits"] == 250
+        user = await api.login(
+            Account(registered.json()["id"], "new@example.com", "newcomer", PASSWORD)
+        )
+
+        ledger = (await api.client.get(LEDGER, headers=user.headers)).json()
+
+        assert [
+            (e["delta"], e["balance"], e["reason"], e["reference"]) for e in ledger["items"]
+        ] == [(250, 250, "signup", user.id)]
+        assert await balance_and_sum(api, user.id) == (250, 250)

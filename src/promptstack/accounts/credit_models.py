@@ -29,6 +29,8 @@ class CreditReason(StrEnum):
     USAGE = "usage"
     # An administrator's correction; the reference says which.
     ADJUSTMENT = "adjustment"
+    # SIGNUP_CREDITS, given once to a new account; the reference is the account.
+    SIGNUP = "signup"
 
 
 class CreditEntry(Base):

@@ -77,6 +77,10 @@ def _profile_update(columns: tuple[str, ...]) -> Update:
 class UserRepository(Repository[User]):
     model = User
 
+    async def reload_credits(self, user: User) -> None:
+        """The balance as the ledger left it: the ledger changes it past the ORM."""
+        await self.session.refresh(user, ["credits"])
+
     async def update_seen(self, seen: UserSnapshot, values: dict[str, Any]) -> ShownUser | None:
         """Set `values` on the account in one statement, if it is live and its email and
         username are still those of `seen` (so values derived from them, such as the

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from promptstack.accounts.credit_models import CreditReason
+from promptstack.accounts.credits import CreditLedger
 from promptstack.accounts.events import EmailChanged, UserRegistered
 from promptstack.accounts.models import Role, ShownUser, Tier, User, UserSnapshot, search_key
 from promptstack.accounts.repository import UserRepository
@@ -71,12 +73,17 @@ class AccountService:
         auditor: Auditor,
         clock: Clock,
         ids: IdSource,
+        credits: CreditLedger,
+        *,
+        signup_credits: int,
     ) -> None:
         self.uow = uow
         self.hasher = hasher
         self.audit = auditor
         self.clock = clock
         self.ids = ids
+        self.credits = credits
+        self.signup_credits = signup_credits
 
     async def register(
         self, account: NewAccount, *, role: Role = Role.USER, address: str | None = None
@@ -112,6 +119,11 @@ class AccountService:
             user.refresh_search_key()
             await UserRepository.of(uow).insert(user)
             await UserRepository.of(uow).flush()
+            if self.signup_credits:
+                await self.credits.grant(
+                    uow, user.id, self.signup_credits, CreditReason.SIGNUP, str(user.id)
+                )
+                await UserRepository.of(uow).reload_credits(user)
             self.audit.record(
                 uow,
                 "user.registered",

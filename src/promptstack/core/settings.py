@@ -265,6 +265,8 @@ class Settings(BaseSettings):
     payment_retry_base_seconds: float = Field(default=2.0, gt=0, le=600)
 
     # --- ai: the LLM gateway -----------------------------------------------------------------
+    # Credits every new account starts with, through the credit ledger (0: none).
+    signup_credits: int = Field(default=100, ge=0, le=10**9)
     # Serves callers who name no provider and have set no preferred_provider.
     default_llm_provider: Literal["demo"] = "demo"
     # "provider/model" -> {"prompt": micro-credits per token, "completion": ...}, over

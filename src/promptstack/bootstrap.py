@@ -11,10 +11,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import timedelta
 
+import redis.asyncio as redis
+
 from promptstack.accounts import handlers as account_handlers
 from promptstack.accounts.credits import CreditLedger
 from promptstack.accounts.mail import AccountMail
-from promptstack.accounts.models import UserSnapshot
+from promptstack.accounts.models import Tier, UserSnapshot
 from promptstack.accounts.recovery import AccountRecovery
 from promptstack.accounts.service import AccountService
 from promptstack.accounts.sessions import AuthService
@@ -22,6 +24,13 @@ from promptstack.accounts.snapshots import UserSnapshots
 from promptstack.admin.service import EventAdmin
 from promptstack.ai.llm.prices import DEAREST, Price, PriceBook
 from promptstack.ai.llm.providers.demo import DemoProvider
+from promptstack.ai.llm.quotas import (
+    CallLimits,
+    Limits,
+    LimitStore,
+    MemoryLimitStore,
+    RedisLimitStore,
+)
 from promptstack.ai.llm.registry import ProviderRegistry
 from promptstack.ai.llm.reports import UsageReports
 from promptstack.ai.llm.service import LlmGateway
@@ -216,7 +225,7 @@ def bootstrap(
     clock = clock or SystemClock()
     ids = ids or RandomIds()
     database = Database(settings)
-    cache, rate_limiter = _cache_and_limiter(settings, clock)
+    cache, rate_limiter, redis_connection = _cache_and_limiter(settings, clock)
     users: CacheRegion[UserSnapshot] = cache.region(
         "users", UserSnapshot, settings.cache_user_ttl_seconds, immutable=True
     )
@@ -263,7 +272,7 @@ def bootstrap(
         broker_consumers = RabbitConsumers(settings, consumers, delivery)
     relay = Relay(settings, uow, publisher, clock)
     relay.also_purge(shop.orders.forget_expired_keys)
-    llm = _llm(settings, uow, features, credits, ids)
+    llm = _llm(settings, uow, features, credits, ids, redis_connection)
     relay.also_purge(llm.usage.sweep)
     uow.on_events(relay.wake)
     return Container(
@@ -377,6 +386,7 @@ def _llm(
     features: FeatureFlags,
     credits: CreditLedger,
     ids: IdSource,
+    redis_connection: redis.Redis | None,
 ) -> LlmGateway:
     """The providers, one registration line each, and the gateway in front of them."""
     tokens = TokenCounter()
@@ -387,10 +397,32 @@ def _llm(
     }
     prices = PriceBook(overrides, fallback=DEAREST)
     usage = UsageLedger(uow, credits, uow.clock, ids)
-    return LlmGateway(registry, features, usage, prices, default=settings.default_llm_provider)
+    store: LimitStore = (
+        MemoryLimitStore(clock=uow.clock.monotonic)
+        if redis_connection is None
+        else RedisLimitStore(redis_connection, settings.cache_namespace)
+    )
+    limits = Limits(
+        requests_per_minute=settings.llm_requests_per_minute,
+        tokens_per_minute=settings.llm_tokens_per_minute,
+        daily_tokens={
+            Tier.FREE.value: settings.llm_daily_tokens_free,
+            Tier.PREMIUM.value: settings.llm_daily_tokens_premium,
+        },
+    )
+    return LlmGateway(
+        registry,
+        features,
+        usage,
+        prices,
+        CallLimits(store, limits, uow.clock.now),
+        default=settings.default_llm_provider,
+    )
 
 
-def _cache_and_limiter(settings: Settings, clock: Clock) -> tuple[Cache, FailOpenLimiter]:
+def _cache_and_limiter(
+    settings: Settings, clock: Clock
+) -> tuple[Cache, FailOpenLimiter, redis.Redis | None]:
     """In-process parts by default; Redis-backed ones, sharing one breaker, when configured.
 
     One breaker per Redis server: when it stops answering, the cache and the limiter
@@ -401,7 +433,7 @@ def _cache_and_limiter(settings: Settings, clock: Clock) -> tuple[Cache, FailOpe
     if settings.redis_url is None:
         limiter: RateLimiter = MemoryRateLimiter(clock=durations)
         cache = Cache(local=local, local_ttl=settings.cache_local_ttl_seconds, clock=durations)
-        return cache, FailOpenLimiter(limiter, clock=durations)
+        return cache, FailOpenLimiter(limiter, clock=durations), None
     client = redis_client(settings.redis_url, settings.redis_timeout_seconds)
     breaker = CircuitBreaker(
         "redis",
@@ -424,7 +456,7 @@ def _cache_and_limiter(settings: Settings, clock: Clock) -> tuple[Cache, FailOpe
         lease_seconds=settings.rate_limit_lease_seconds,
         clock=durations,
     )
-    return cache, FailOpenLimiter(shared_limiter, clock=durations)
+    return cache, FailOpenLimiter(shared_limiter, clock=durations), client
 
 
 def dead_letters(settings: Settings, consumer: str) -> DeadLetters:

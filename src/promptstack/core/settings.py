@@ -265,6 +265,11 @@ class Settings(BaseSettings):
     payment_retry_base_seconds: float = Field(default=2.0, gt=0, le=600)
 
     # --- ai: the LLM gateway -----------------------------------------------------------------
+    # Tokens a caller may use a UTC day, by tier; calls and tokens per minute, per caller.
+    llm_daily_tokens_free: int = Field(default=200_000, ge=1, le=10**12)
+    llm_daily_tokens_premium: int = Field(default=5_000_000, ge=1, le=10**12)
+    llm_requests_per_minute: int = Field(default=60, ge=1, le=10**9)
+    llm_tokens_per_minute: int = Field(default=100_000, ge=1, le=10**12)
     # Credits every new account starts with, through the credit ledger (0: none).
     signup_credits: int = Field(default=100, ge=0, le=10**9)
     # Serves callers who name no provider and have set no preferred_provider.

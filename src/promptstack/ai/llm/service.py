@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date
 
 from promptstack.accounts.models import UserSnapshot
 from promptstack.ai.llm.models import Outcome
@@ -27,6 +28,7 @@ from promptstack.ai.llm.providers.base import (
     TokenCount,
     Usage,
 )
+from promptstack.ai.llm.quotas import CallLimits, Refusal
 from promptstack.ai.llm.registry import ProviderRegistry
 from promptstack.ai.llm.usage import ClosedCall, OpenCall, UsageLedger
 from promptstack.core.errors import AppError, Forbidden, TooManyRequests, ValidationFailed
@@ -52,6 +54,16 @@ class UnknownModel(ValidationFailed):
 class ProviderRateLimit(TooManyRequests):
     code = "provider_rate_limited"
     title = "The provider is refusing calls for now"
+
+
+class CallsRateLimited(TooManyRequests):
+    code = "rate_limited"
+    title = "Too many calls or tokens this minute"
+
+
+class QuotaExceeded(TooManyRequests):
+    code = "quota_exceeded"
+    title = "The day's tokens are spent"
 
 
 class ProviderFailed(AppError):
@@ -115,6 +127,9 @@ class _Prepared:
     request: CompletionRequest
     prompt_tokens: int  # as counted here, padded when it is an estimate
     call: OpenCall
+    user: str
+    day: date  # the day the call's tokens count on
+    tokens: int  # taken from the caller's limits
 
 
 class LlmGateway:
@@ -124,11 +139,13 @@ class LlmGateway:
         flags: FeatureFlags,
         usage: UsageLedger,
         prices: PriceBook,
+        limits: CallLimits,
         *,
         default: str,
     ) -> None:
         self.registry = registry
         self.usage = usage
+        self.limits = limits
         self._flags = flags
         self._prices = prices
         self._default = default
@@ -169,18 +186,18 @@ class LlmGateway:
     async def generate(self, user: UserSnapshot, ask: Ask) -> Answer:
         """Hold the most the call can cost, ask the provider, charge what it cost."""
         prepared = await self._prepare(user, ask, streamed=False)
-        provider, call = prepared.provider, prepared.call
+        provider = prepared.provider
         try:
             completion = await provider.generate(prepared.request)
         except ProviderError as error:
             problem = _problem_of(error)
-            await self._close(call, Outcome.ERROR, Usage(0, 0), error=problem.code)
+            await self._close(prepared, Outcome.ERROR, Usage(0, 0), error=problem.code)
             raise problem from error
         except asyncio.CancelledError:
             # The client went away: nothing was produced that it will see.
-            await self._close(call, Outcome.CANCELLED, Usage(0, 0, exact=False))
+            await self._close(prepared, Outcome.CANCELLED, Usage(0, 0, exact=False))
             raise
-        closed = await self._close(call, Outcome.SUCCESS, completion.usage)
+        closed = await self._close(prepared, Outcome.SUCCESS, completion.usage)
         return Answer(completion=completion, provider=provider.name, call=closed)
 
     async def stream(self, user: UserSnapshot, ask: Ask) -> AsyncIterator[StreamEvent]:
@@ -191,7 +208,7 @@ class LlmGateway:
         return self._streaming(prepared)
 
     async def _streaming(self, prepared: _Prepared) -> AsyncIterator[StreamEvent]:
-        provider, call = prepared.provider, prepared.call
+        provider = prepared.provider
         pieces: list[str] = []
         usage: Usage | None = None
         finish: FinishReason = "stop"
@@ -207,15 +224,15 @@ class LlmGateway:
         except ProviderError as error:
             problem = _problem_of(error)
             produced = self._produced(prepared, pieces)
-            await self._close(call, Outcome.ERROR, produced, error=problem.code)
+            await self._close(prepared, Outcome.ERROR, produced, error=problem.code)
             yield Failed(problem)
             return
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away: what was produced up to here is what it cost.
-            await self._close(call, Outcome.CANCELLED, self._produced(prepared, pieces))
+            await self._close(prepared, Outcome.CANCELLED, self._produced(prepared, pieces))
             raise
         usage = usage or self._produced(prepared, pieces)
-        closed = await self._close(call, Outcome.SUCCESS, usage)
+        closed = await self._close(prepared, Outcome.SUCCESS, usage)
         text = "".join(pieces)
         completion = Completion(text, prepared.request.model, usage, finish_reason=finish)
         yield Answer(completion=completion, provider=provider.name, call=closed)
@@ -242,23 +259,44 @@ class LlmGateway:
         prompt_tokens = counted.tokens
         if not counted.exact:
             prompt_tokens = int(prompt_tokens * ESTIMATE_MARGIN) + 16
+        tokens = prompt_tokens + max_tokens
+        if tokens > self.limits.limits.tokens_per_minute:
+            raise ValidationFailed(
+                f"this call may use {tokens} tokens, more than the "
+                f"{self.limits.limits.tokens_per_minute} a minute allows: ask for fewer",
+                loc=("body", "max_tokens"),
+            )
+        day, refusal = await self.limits.take(str(user.id), user.tier.value, tokens)
+        if refusal is not None:
+            raise _refused(refusal)
         price = self._prices.of(provider.name, model.id)
-        call = await self.usage.open(
-            user.id,
-            provider.name,
-            model.id,
-            price=price,
-            held=credits_to_hold(price.most(prompt_tokens, max_tokens)),
-            streamed=streamed,
-        )
-        return _Prepared(provider, request, prompt_tokens, call)
+        try:
+            call = await self.usage.open(
+                user.id,
+                provider.name,
+                model.id,
+                price=price,
+                held=credits_to_hold(price.most(prompt_tokens, max_tokens)),
+                streamed=streamed,
+            )
+        except BaseException:
+            await asyncio.shield(self.limits.give_back(str(user.id), day, tokens))
+            raise
+        return _Prepared(provider, request, prompt_tokens, call, str(user.id), day, tokens)
 
     async def _close(
-        self, call: OpenCall, outcome: Outcome, usage: Usage, *, error: str | None = None
+        self, prepared: _Prepared, outcome: Outcome, usage: Usage, *, error: str | None = None
     ) -> ClosedCall:
-        """Closed even while the request's task is being cancelled: a hold left open
-        would wait for the sweep."""
-        return await asyncio.shield(self.usage.close(call, outcome, usage, error=error))
+        """Charge the call and give back the tokens it did not use, even while the
+        request's task is being cancelled: a hold left open would wait for the sweep."""
+
+        async def close() -> ClosedCall:
+            closed = await self.usage.close(prepared.call, outcome, usage, error=error)
+            unused = prepared.tokens - usage.total_tokens
+            await self.limits.give_back(prepared.user, prepared.day, unused)
+            return closed
+
+        return await asyncio.shield(close())
 
     def _offering(self, model: str) -> Provider:
         for provider in self.registry.all():
@@ -290,6 +328,17 @@ def _max_tokens(model: ModelInfo, asked: int | None) -> int:
             loc=("body", "max_tokens"),
         )
     return asked
+
+
+def _refused(refusal: Refusal) -> AppError:
+    if refusal.verdict == "quota_exceeded":
+        return QuotaExceeded(
+            "your tokens for today are spent; the quota starts again at midnight UTC",
+            retry_after=refusal.retry_after,
+        )
+    return CallsRateLimited(
+        "too many calls or tokens in the last minute", retry_after=refusal.retry_after
+    )
 
 
 def _problem_of(error: ProviderError) -> AppError:

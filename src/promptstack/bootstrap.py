@@ -22,6 +22,7 @@ from promptstack.accounts.service import AccountService
 from promptstack.accounts.sessions import AuthService
 from promptstack.accounts.snapshots import UserSnapshots
 from promptstack.admin.service import EventAdmin
+from promptstack.ai.llm.guards import ProviderGuards
 from promptstack.ai.llm.prices import DEAREST, Price, PriceBook
 from promptstack.ai.llm.providers.demo import DemoProvider
 from promptstack.ai.llm.quotas import (
@@ -416,7 +417,9 @@ def _llm(
         usage,
         prices,
         CallLimits(store, limits, uow.clock.now),
+        ProviderGuards(uow.clock.monotonic),
         default=settings.default_llm_provider,
+        fallbacks=tuple(settings.llm_fallbacks),
     )
 
 

@@ -28,6 +28,7 @@ from promptstack.ai.llm.providers.base import (
     Usage,
 )
 from promptstack.ai.llm.service import Ask
+from promptstack.ai.llm.usage import Served
 from promptstack.core.clock import FrozenClock
 from tests.fixtures.support import Account, Api, assert_problem
 
@@ -282,14 +283,7 @@ async def test_a_hold_left_by_a_crash_is_returned_by_the_sweep(
     user = await funded(api, 50)
     usage = api.container.llm.usage
     # The process dies after the hold committed, before the provider answered.
-    opened = await usage.open(
-        uuid.UUID(user.id),
-        "demo",
-        "demo",
-        price=Price(0, MICROS_PER_CREDIT),
-        held=20,
-        streamed=False,
-    )
+    opened = await usage.open(uuid.UUID(user.id), "demo", "demo", held=20, streamed=False)
     await usage.sweep()
     assert await account_state(api, user) == (30, 0, 30)  # not yet: it may still be running
 
@@ -300,7 +294,8 @@ async def test_a_hold_left_by_a_crash_is_returned_by_the_sweep(
     assert (call.outcome, call.credits_charged) == (Outcome.ABANDONED, 0)
     assert await account_state(api, user) == (50, 0, 50)
     # The call's own close, arriving after all, finds it closed and charges nothing.
-    late = await usage.close(opened, Outcome.SUCCESS, Usage(0, 20))
+    served = Served("demo", "demo", Price(0, MICROS_PER_CREDIT))
+    late = await usage.close(opened, served, Outcome.SUCCESS, Usage(0, 20))
     assert late.credits_charged == 0
     assert await account_state(api, user) == (50, 0, 50)
 

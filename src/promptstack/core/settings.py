@@ -85,6 +85,11 @@ def _priced_model(value: str) -> str:
 PricedModel = Annotated[str, AfterValidator(_priced_model)]
 
 
+# The providers bootstrap() registers (ai/llm/providers/); a setting naming another is
+# refused at start.
+LlmProviderName = Literal["demo"]
+
+
 class LlmPrice(BaseModel):
     """A model's price in micro-credits per token (ai/llm/prices.py)."""
 
@@ -273,7 +278,10 @@ class Settings(BaseSettings):
     # Credits every new account starts with, through the credit ledger (0: none).
     signup_credits: int = Field(default=100, ge=0, le=10**9)
     # Serves callers who name no provider and have set no preferred_provider.
-    default_llm_provider: Literal["demo"] = "demo"
+    default_llm_provider: LlmProviderName = "demo"
+    # Comma-separated providers to try, in order, when the one chosen cannot answer for
+    # now (down, slow, busy); never after the first token of a stream.
+    llm_fallbacks: Annotated[list[LlmProviderName], NoDecode] = Field(default_factory=list)
     # "provider/model" -> {"prompt": micro-credits per token, "completion": ...}, over
     # the table in ai/llm/prices.py.
     llm_prices: Annotated[dict[PricedModel, LlmPrice], NoDecode] = Field(default_factory=dict)
@@ -284,6 +292,7 @@ class Settings(BaseSettings):
         "allowed_hosts",
         "job_modules",
         "metrics_allowed_networks",
+        "llm_fallbacks",
         mode="before",
     )
     @classmethod

@@ -26,6 +26,9 @@ class ProviderRegistry:
             raise ValueError(f"a provider named {provider.name!r} is registered already")
         self._providers[provider.name] = provider
 
+    def get(self, name: str) -> Provider | None:
+        return self._providers.get(name)
+
     def all(self) -> tuple[Provider, ...]:
         return tuple(self._providers.values())
 

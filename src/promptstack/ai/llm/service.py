@@ -8,14 +8,18 @@ goes wrong upstream becomes a problem document that says whether to try again.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 
 from promptstack.accounts.models import UserSnapshot
+from promptstack.ai.llm.guards import ProviderGuards
 from promptstack.ai.llm.models import Outcome
-from promptstack.ai.llm.prices import PriceBook, credits_to_hold
+from promptstack.ai.llm.prices import Price, PriceBook, credits_to_hold
 from promptstack.ai.llm.providers.base import (
+    Chunk,
     Completion,
     CompletionRequest,
     FinishReason,
@@ -30,9 +34,19 @@ from promptstack.ai.llm.providers.base import (
 )
 from promptstack.ai.llm.quotas import CallLimits, Refusal
 from promptstack.ai.llm.registry import ProviderRegistry
-from promptstack.ai.llm.usage import ClosedCall, OpenCall, UsageLedger
-from promptstack.core.errors import AppError, Forbidden, TooManyRequests, ValidationFailed
+from promptstack.ai.llm.usage import ClosedCall, OpenCall, Served, UsageLedger
+from promptstack.core.errors import (
+    AppError,
+    Forbidden,
+    ServiceUnavailable,
+    TooManyRequests,
+    ValidationFailed,
+)
+from promptstack.core.logging import get_logger
+from promptstack.core.resilience import CircuitOpen
 from promptstack.features.service import FeatureFlags
+
+log = get_logger(__name__)
 
 FEATURE = "ai_chat"
 DEFAULT_MAX_TOKENS = 512
@@ -122,10 +136,18 @@ StreamEvent = Delta | Answer | Failed
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
+class _Attempt:
+    """One provider of a call's chain, with the request as that provider gets it."""
+
     provider: Provider
     request: CompletionRequest
     prompt_tokens: int  # as counted here, padded when it is an estimate
+    price: Price
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    chain: tuple[_Attempt, ...]  # the provider chosen, then its fallbacks
     call: OpenCall
     user: str
     day: date  # the day the call's tokens count on
@@ -140,12 +162,16 @@ class LlmGateway:
         usage: UsageLedger,
         prices: PriceBook,
         limits: CallLimits,
+        guards: ProviderGuards,
         *,
         default: str,
+        fallbacks: tuple[str, ...] = (),
     ) -> None:
         self.registry = registry
         self.usage = usage
         self.limits = limits
+        self.guards = guards
+        self._fallbacks = fallbacks
         self._flags = flags
         self._prices = prices
         self._default = default
@@ -184,21 +210,31 @@ class LlmGateway:
         return model, provider.count_tokens(text, model)
 
     async def generate(self, user: UserSnapshot, ask: Ask) -> Answer:
-        """Hold the most the call can cost, ask the provider, charge what it cost."""
+        """Hold the most the call can cost, ask the provider (and, if it cannot answer
+        for now, each fallback in turn), charge what the answer cost."""
         prepared = await self._prepare(user, ask, streamed=False)
-        provider = prepared.provider
+        attempt = prepared.chain[0]
         try:
-            completion = await provider.generate(prepared.request)
-        except ProviderError as error:
+            for n, attempt in enumerate(prepared.chain):
+                try:
+                    completion = await self.guards.guarded(
+                        attempt.provider.name, partial(attempt.provider.generate, attempt.request)
+                    )
+                    break
+                except (ProviderError, CircuitOpen) as error:
+                    if n + 1 == len(prepared.chain) or not _falls_back(error):
+                        raise
+                    log.warning("llm_fallback", failed=attempt.provider.name, error=str(error))
+        except (ProviderError, CircuitOpen) as error:
             problem = _problem_of(error)
-            await self._close(prepared, Outcome.ERROR, Usage(0, 0), error=problem.code)
+            await self._close(prepared, attempt, Outcome.ERROR, Usage(0, 0), error=problem.code)
             raise problem from error
         except asyncio.CancelledError:
             # The client went away: nothing was produced that it will see.
-            await self._close(prepared, Outcome.CANCELLED, Usage(0, 0, exact=False))
+            await self._close(prepared, attempt, Outcome.CANCELLED, Usage(0, 0, exact=False))
             raise
-        closed = await self._close(prepared, Outcome.SUCCESS, completion.usage)
-        return Answer(completion=completion, provider=provider.name, call=closed)
+        closed = await self._close(prepared, attempt, Outcome.SUCCESS, completion.usage)
+        return Answer(completion=completion, provider=attempt.provider.name, call=closed)
 
     async def stream(self, user: UserSnapshot, ask: Ask) -> AsyncIterator[StreamEvent]:
         """Hold the credits now, so a call that cannot be made is refused before any
@@ -207,13 +243,35 @@ class LlmGateway:
         prepared = await self._prepare(user, ask, streamed=True)
         return self._streaming(prepared)
 
+    async def _first_chunk(self, attempt: _Attempt) -> tuple[AsyncIterator[Chunk], Chunk | None]:
+        """A stream of `attempt` and its first chunk: a fallback is only possible before
+        it, so this is the part the breaker and the retries guard."""
+
+        async def opened() -> tuple[AsyncIterator[Chunk], Chunk | None]:
+            chunks = aiter(attempt.provider.stream(attempt.request))
+            try:
+                return chunks, await anext(chunks)
+            except StopAsyncIteration:
+                return chunks, None
+
+        return await self.guards.guarded(attempt.provider.name, opened)
+
     async def _streaming(self, prepared: _Prepared) -> AsyncIterator[StreamEvent]:
-        provider = prepared.provider
+        attempt = prepared.chain[0]
         pieces: list[str] = []
         usage: Usage | None = None
         finish: FinishReason = "stop"
         try:
-            async for chunk in provider.stream(prepared.request):
+            for n, attempt in enumerate(prepared.chain):
+                try:
+                    chunks, first = await self._first_chunk(attempt)
+                    break
+                except (ProviderError, CircuitOpen) as error:
+                    if n + 1 == len(prepared.chain) or not _falls_back(error):
+                        raise
+                    log.warning("llm_fallback", failed=attempt.provider.name, error=str(error))
+            pending = [first] if first is not None else []
+            async for chunk in _chained(pending, chunks):
                 if chunk.text:
                     pieces.append(chunk.text)
                     yield Delta(chunk.text)
@@ -221,45 +279,69 @@ class LlmGateway:
                     usage = chunk.usage
                 if chunk.finish_reason is not None:
                     finish = chunk.finish_reason
-        except ProviderError as error:
+        except (ProviderError, CircuitOpen) as error:
             problem = _problem_of(error)
-            produced = self._produced(prepared, pieces)
-            await self._close(prepared, Outcome.ERROR, produced, error=problem.code)
+            produced = self._produced(attempt, pieces)
+            await self._close(prepared, attempt, Outcome.ERROR, produced, error=problem.code)
             yield Failed(problem)
             return
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away: what was produced up to here is what it cost.
-            await self._close(prepared, Outcome.CANCELLED, self._produced(prepared, pieces))
+            produced = self._produced(attempt, pieces)
+            await self._close(prepared, attempt, Outcome.CANCELLED, produced)
             raise
-        usage = usage or self._produced(prepared, pieces)
-        closed = await self._close(prepared, Outcome.SUCCESS, usage)
+        usage = usage or self._produced(attempt, pieces)
+        closed = await self._close(prepared, attempt, Outcome.SUCCESS, usage)
         text = "".join(pieces)
-        completion = Completion(text, prepared.request.model, usage, finish_reason=finish)
-        yield Answer(completion=completion, provider=provider.name, call=closed)
+        completion = Completion(text, attempt.request.model, usage, finish_reason=finish)
+        yield Answer(completion=completion, provider=attempt.provider.name, call=closed)
 
-    def _produced(self, prepared: _Prepared, pieces: list[str]) -> Usage:
+    def _produced(self, attempt: _Attempt, pieces: list[str]) -> Usage:
         """What a stream that reported no usage cost, counted here: never exact."""
         text = "".join(pieces)
-        completion = prepared.provider.count_tokens(text, prepared.request.model).tokens
-        return Usage(prepared.prompt_tokens, completion, exact=False)
+        completion = attempt.provider.count_tokens(text, attempt.request.model).tokens
+        return Usage(attempt.prompt_tokens, completion, exact=False)
 
-    async def _prepare(self, user: UserSnapshot, ask: Ask, *, streamed: bool) -> _Prepared:
-        """Choose the provider and model, check the request, and open the call with its
-        hold (`InsufficientCredits` when the balance is short)."""
-        provider = self.choose(user, ask.provider)
-        model = _model_of(provider, ask.model)
-        max_tokens = _max_tokens(model, ask.max_tokens)
+    def _attempt(self, provider: Provider, model: ModelInfo, ask: Ask, max_tokens: int) -> _Attempt:
         request = CompletionRequest(
             model=model.id,
             messages=(Message("user", ask.prompt),),
-            max_tokens=max_tokens,
+            max_tokens=min(max_tokens, model.max_output_tokens),
             temperature=ask.temperature,
         )
         counted = provider.count_tokens(ask.prompt, model.id)
         prompt_tokens = counted.tokens
         if not counted.exact:
             prompt_tokens = int(prompt_tokens * ESTIMATE_MARGIN) + 16
-        tokens = prompt_tokens + max_tokens
+        price = self._prices.of(provider.name, model.id)
+        return _Attempt(provider, request, prompt_tokens, price)
+
+    def _chain(self, first: Provider) -> list[Provider]:
+        """The provider chosen, then the configured fallbacks that can serve, in order."""
+        chain = [first]
+        for name in self._fallbacks:
+            provider = self.registry.get(name)
+            if provider is not None and provider.is_available() and provider not in chain:
+                chain.append(provider)
+        return chain
+
+    async def _prepare(self, user: UserSnapshot, ask: Ask, *, streamed: bool) -> _Prepared:
+        """Choose the provider and model, check the request, and open the call with its
+        hold (`InsufficientCredits` when the balance is short): the most any provider of
+        the chain could charge for it."""
+        provider = self.choose(user, ask.provider)
+        model = _model_of(provider, ask.model)
+        max_tokens = _max_tokens(model, ask.max_tokens)
+        chain = tuple(
+            self._attempt(
+                candidate,
+                model if candidate is provider else _model_of(candidate, None),
+                ask,
+                max_tokens,
+            )
+            for candidate in self._chain(provider)
+        )
+        tokens = max(a.prompt_tokens + a.request.max_tokens for a in chain)
         if tokens > self.limits.limits.tokens_per_minute:
             raise ValidationFailed(
                 f"this call may use {tokens} tokens, more than the "
@@ -269,29 +351,36 @@ class LlmGateway:
         day, refusal = await self.limits.take(str(user.id), user.tier.value, tokens)
         if refusal is not None:
             raise _refused(refusal)
-        price = self._prices.of(provider.name, model.id)
+        most = max(a.price.most(a.prompt_tokens, a.request.max_tokens) for a in chain)
         try:
             call = await self.usage.open(
                 user.id,
                 provider.name,
                 model.id,
-                price=price,
-                held=credits_to_hold(price.most(prompt_tokens, max_tokens)),
+                held=credits_to_hold(most),
                 streamed=streamed,
             )
         except BaseException:
             await asyncio.shield(self.limits.give_back(str(user.id), day, tokens))
             raise
-        return _Prepared(provider, request, prompt_tokens, call, str(user.id), day, tokens)
+        return _Prepared(chain, call, str(user.id), day, tokens)
 
     async def _close(
-        self, prepared: _Prepared, outcome: Outcome, usage: Usage, *, error: str | None = None
+        self,
+        prepared: _Prepared,
+        attempt: _Attempt,
+        outcome: Outcome,
+        usage: Usage,
+        *,
+        error: str | None = None,
     ) -> ClosedCall:
-        """Charge the call and give back the tokens it did not use, even while the
-        request's task is being cancelled: a hold left open would wait for the sweep."""
+        """Charge the call as `attempt` served it and give back the tokens it did not
+        use, even while the request's task is being cancelled: a hold left open would
+        wait for the sweep."""
+        served = Served(attempt.provider.name, attempt.request.model, attempt.price)
 
         async def close() -> ClosedCall:
-            closed = await self.usage.close(prepared.call, outcome, usage, error=error)
+            closed = await self.usage.close(prepared.call, served, outcome, usage, error=error)
             unused = prepared.tokens - usage.total_tokens
             await self.limits.give_back(prepared.user, prepared.day, unused)
             return closed
@@ -341,7 +430,30 @@ def _refused(refusal: Refusal) -> AppError:
     )
 
 
-def _problem_of(error: ProviderError) -> AppError:
+class ProviderUnavailable(ServiceUnavailable):
+    code = "provider_unavailable"
+    title = "The provider is not taking calls for now"
+
+
+def _falls_back(error: Exception) -> bool:
+    """A provider that cannot answer for now (down, slow, busy, its circuit open) is
+    passed over for the next; one that refused the request would refuse it anywhere."""
+    return isinstance(error, CircuitOpen) or (isinstance(error, ProviderError) and error.transient)
+
+
+async def _chained(first: list[Chunk], rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    for chunk in first:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+
+
+def _problem_of(error: ProviderError | CircuitOpen) -> AppError:
+    if isinstance(error, CircuitOpen):
+        return ProviderUnavailable(
+            f"{error.breaker} failed repeatedly; calls to it are suspended for now",
+            headers={"Retry-After": str(max(1, math.ceil(error.retry_after)))},
+        )
     if isinstance(error, ProviderRateLimited):
         retry_after = round(error.retry_after) if error.retry_after else 1
         return ProviderRateLimit(str(error), retry_after=retry_after)

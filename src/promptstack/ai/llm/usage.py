@@ -35,9 +35,18 @@ SWEEP_BATCH = 500
 class OpenCall:
     id: uuid.UUID
     user_id: uuid.UUID
-    price: Price
     held: int
     started: float  # the clock's monotonic reading
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Who answered a call (a fallback, perhaps, rather than the provider asked first)
+    and at what price."""
+
+    provider: str
+    model: str
+    price: Price
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +71,6 @@ class UsageLedger:
         provider: str,
         model: str,
         *,
-        price: Price,
         held: int,
         streamed: bool,
     ) -> OpenCall:
@@ -89,15 +97,21 @@ class UsageLedger:
             )
             if held:
                 await self.credits.hold(uow, user_id, held, str(call_id))
-        return OpenCall(call_id, user_id, price, held, self.clock.monotonic())
+        return OpenCall(call_id, user_id, held, self.clock.monotonic())
 
     async def close(
-        self, call: OpenCall, outcome: Outcome, usage: Usage, *, error: str | None = None
+        self,
+        call: OpenCall,
+        served: Served,
+        outcome: Outcome,
+        usage: Usage,
+        *,
+        error: str | None = None,
     ) -> ClosedCall:
         """Complete the call with its usage and charge it; a call closed already (by the
         sweep) stays as it was and is charged nothing more."""
         latency_ms = round((self.clock.monotonic() - call.started) * 1000)
-        cost = call.price.cost(usage)
+        cost = served.price.cost(usage)
         async with self.uow() as uow:
             row = await LlmCallRepository.of(uow).pending(call.id)
             if row is None:
@@ -107,6 +121,7 @@ class UsageLedger:
                 charged = await self.credits.settle(
                     uow, row.user_id, row.credits_held, cost, str(call.id)
                 )
+            row.provider, row.model = served.provider, served.model
             row.outcome = outcome
             row.error = error
             row.prompt_tokens = usage.prompt_tokens

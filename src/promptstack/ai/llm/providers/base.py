@@ -125,6 +125,10 @@ class ProviderTimeout(ProviderError):
     """No answer in time."""
 
 
+class ProviderUnreachable(ProviderError):
+    """No connection, or a server error (5xx): another try, or another provider, may do."""
+
+
 class ProviderRejected(ProviderError):
     """The provider refused the request itself (a bad model, a prompt too long): trying
     elsewhere with the same request is pointless."""

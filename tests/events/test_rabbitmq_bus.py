@@ -186,6 +186,10 @@ async def test_events_wait_out_a_broker_outage_and_none_is_lost(
         return await effect_count(container) >= 31
 
     await eventually(all_effects, what="every event recorded during the outage to take effect")
+    # The counter moves just after the effect's commit, which the query above can see first.
+    await eventually(
+        lambda: handled("test.outage") - before >= 31, what="the last delivery to be counted"
+    )
     assert await effect_count(container) == 31
     assert handled("test.outage") - before == 31
     assert proxy.connections > 2, "the publisher and the consumers reconnected"

@@ -39,6 +39,22 @@ from promptstack.http.problems import problem_of, request_id_of
 from promptstack.http.schemas import Moment
 from promptstack.http.sse import MEDIA_TYPE, event_stream, sse_event
 
+# One event of a `stream: true` answer, as OpenAPI 3.1 describes a text/event-stream
+# (the schema of each event, not of the whole stream).
+STREAM_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["delta", "usage", "error", "done"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "delta: {text}; usage: the JSON answer without text; error: a "
+            "problem document; done: {}",
+        },
+    },
+}
+
 router = APIRouter(
     prefix=f"{API_V1}/llm",
     tags=["llm"],
@@ -69,7 +85,7 @@ async def count_tokens(body: CountTokensIn, user: AiUser, gateway: LlmGatewayDep
     "/generate",
     response_model=GenerateOut,
     responses={
-        200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
+        200: {"content": {MEDIA_TYPE: {"schema": STREAM_EVENT}}},
         **problem_responses(
             UnknownModel,
             ProviderNotAvailable,

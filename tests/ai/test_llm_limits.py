@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from promptstack.ai.llm.quotas import Limits, RedisLimitStore
+from promptstack.ai.llm.quotas import Limits, MemoryLimitStore, RedisLimitStore
 from promptstack.core.cache import redis_client
 from promptstack.core.clock import FrozenClock
 from tests.fixtures.support import Account, Api, assert_problem
@@ -56,14 +56,18 @@ class TestTokensPerMinute:
         # Each holds about 250 of the minute's 300 tokens and gives back all but ~10.
         assert [a.status_code for a in answers] == [200] * 5
 
-    async def test_concurrent_calls_hold_the_minutes_tokens(self, api: Api) -> None:
-        user = await api.user()
+    async def test_concurrent_takes_never_hold_more_than_the_minutes_tokens(self) -> None:
+        store = MemoryLimitStore(clock=FrozenClock().monotonic)
+        limits = Limits(requests_per_minute=100, tokens_per_minute=300, daily_tokens={})
+        today = date(2026, 6, 1)
 
-        answers = await asyncio.gather(*(call(api, user, max_tokens=120) for _ in range(6)))
+        taken = await asyncio.gather(
+            *(store.take("user", today, 121, 10**6, limits) for _ in range(6))
+        )
 
-        # A call holds its prompt and 120 tokens: two fit in 300, a third does not.
-        assert sorted(a.status_code for a in answers)[:2] == [200, 200]
-        assert all(a.status_code in (200, 429) for a in answers)
+        # Nothing is given back meanwhile: two holds of 121 fit in 300, a third does not.
+        assert sum(refusal is None for refusal in taken) == 2
+        assert {r.verdict for r in taken if r is not None} == {"rate_limited"}
 
     async def test_a_call_larger_than_a_minute_allows_is_a_422(self, api: Api) -> None:
         user = await api.user()

@@ -33,9 +33,6 @@ class ProviderGuards:
         self._retry_initial = retry_initial
         self._guards: dict[str, Resilient] = {}
 
-    def breaker(self, provider: str) -> CircuitBreaker:
-        return self._guard(provider).breaker
-
     async def guarded(self, provider: str, call: Callable[[], Awaitable[T]]) -> T:
         return await self._guard(provider).call(call)
 

@@ -62,6 +62,7 @@ class MemoryLimitStore:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
         self._days: dict[tuple[str, date], int] = {}
+        self._today: date | None = None
 
     def _level(self, key: str, capacity: int) -> float:
         now = self._clock()
@@ -84,7 +85,9 @@ class MemoryLimitStore:
         now = self._clock()
         self._buckets[f"r:{user}"] = (requests - 1, now)
         self._buckets[f"t:{user}"] = (level - tokens, now)
-        self._days = {k: v for k, v in self._days.items() if k[1] >= day}
+        if day != self._today:  # forget past days once a day, not on every call
+            self._days = {k: v for k, v in self._days.items() if k[1] >= day}
+            self._today = day
         self._days[(user, day)] = used + tokens
         return None
 

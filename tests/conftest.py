@@ -92,12 +92,14 @@ async def empty_postgres(url: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run `input_only` tests on one backend: the other would repeat the same validation."""
+    """Run `input_only` and `adapter_only` tests on one backend: the other would repeat
+    what the first proves."""
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and callspec.params.get("backend") == "postgres"
-        (drop if on_postgres and item.get_closest_marker("input_only") else keep).append(item)
+        one = item.get_closest_marker("input_only") or item.get_closest_marker("adapter_only")
+        (drop if on_postgres and one else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 
 import redis.asyncio as redis
+from pydantic import SecretStr
 
 from promptstack.accounts import handlers as account_handlers
 from promptstack.accounts.credits import CreditLedger
@@ -25,6 +26,8 @@ from promptstack.admin.service import EventAdmin
 from promptstack.ai.llm.guards import ProviderGuards
 from promptstack.ai.llm.prices import DEAREST, Price, PriceBook
 from promptstack.ai.llm.providers.demo import DemoProvider
+from promptstack.ai.llm.providers.openai import MODELS as OPENAI_MODELS
+from promptstack.ai.llm.providers.openai import OpenAIChat, compatible_models
 from promptstack.ai.llm.quotas import (
     CallLimits,
     Limits,
@@ -392,7 +395,29 @@ def _llm(
     """The providers, one registration line each, and the gateway in front of them."""
     tokens = TokenCounter()
     registry = ProviderRegistry()
+    timeout = settings.llm_timeout_seconds
     registry.register(DemoProvider(tokens))
+    registry.register(
+        OpenAIChat(
+            "openai",
+            api_key=_secret(settings.openai_api_key),
+            base_url=settings.openai_base_url,
+            models=OPENAI_MODELS,
+            tokens=tokens,
+            timeout_seconds=timeout,
+        )
+    )
+    registry.register(
+        OpenAIChat(
+            "openai_compatible",
+            api_key=_secret(settings.openai_compatible_api_key),
+            base_url=settings.openai_compatible_base_url,
+            models=compatible_models(settings.openai_compatible_models),
+            tokens=tokens,
+            timeout_seconds=timeout,
+            needs_key=False,
+        )
+    )
     overrides = {
         name: Price(price.prompt, price.completion) for name, price in settings.llm_prices.items()
     }
@@ -470,3 +495,7 @@ def dead_letters(settings: Settings, consumer: str) -> DeadLetters:
 def run_worker(settings: Settings, *, concurrency: int, loglevel: str) -> None:
     """Run a Celery worker whose processes build their services with `bootstrap`."""
     run_celery_worker(settings, bootstrap, concurrency=concurrency, loglevel=loglevel)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()

@@ -37,19 +37,29 @@ def test_special_token_markers_in_text_are_counted_as_text() -> None:
     assert COUNTER.count("<|endoftext|>", "demo").tokens > 1
 
 
-def test_starting_the_app_loads_no_tokenizer() -> None:
+def test_starting_the_app_loads_no_tokenizer_and_no_sdk() -> None:
     script = (
         "import sys\n"
         "from promptstack.main import create_app\n"
         "create_app()\n"
-        "print(sorted(m for m in ('tiktoken', 'requests', 'regex') if m in sys.modules))\n"
+        "heavy = ('tiktoken', 'requests', 'regex', 'openai', 'anthropic', 'google.genai')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run(  # noqa: S603 -- our own fixed command
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         check=True,
-        env={"DATABASE_URL": "sqlite+aiosqlite:///:memory:", "ENVIRONMENT": "test"},
+        env={
+            "DATABASE_URL": "sqlite+aiosqlite:///:memory:",
+            "ENVIRONMENT": "test",
+            # Configured providers too: their SDKs wait for the first call.
+            "OPENAI_API_KEY": "sk-unused",
+            "ANTHROPIC_API_KEY": "sk-ant-unused",
+            "GEMINI_API_KEY": "unused",
+            "OPENAI_COMPATIBLE_BASE_URL": "http://127.0.0.1:9/v1",
+            "OPENAI_COMPATIBLE_MODELS": "llama3.1:8b",
+        },
         timeout=60,
     )
 

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -73,7 +74,7 @@ class FlagRule(BaseModel):
     users: tuple[uuid.UUID, ...] = ()
 
 
-_PRICED_MODEL = re.compile(r"[a-z][a-z0-9_]*/[A-Za-z0-9._:\-]{1,128}")
+_PRICED_MODEL = re.compile(r"[a-z][a-z0-9_]*/[\w.:/@-]{1,128}")
 
 
 def _priced_model(value: str) -> str:
@@ -83,11 +84,13 @@ def _priced_model(value: str) -> str:
 
 
 PricedModel = Annotated[str, AfterValidator(_priced_model)]
+# A model's name as a provider spells it (gpt-4o, llama3.1:8b, Qwen/Qwen2.5-7B-Instruct).
+ModelName = Annotated[str, StringConstraints(pattern=r"^[\w.:/@-]{1,128}$")]
 
 
 # The providers bootstrap() registers (ai/llm/providers/); a setting naming another is
 # refused at start.
-LlmProviderName = Literal["demo"]
+LlmProviderName = Literal["demo", "openai", "anthropic", "gemini", "openai_compatible"]
 
 
 class LlmPrice(BaseModel):
@@ -285,6 +288,22 @@ class Settings(BaseSettings):
     # "provider/model" -> {"prompt": micro-credits per token, "completion": ...}, over
     # the table in ai/llm/prices.py.
     llm_prices: Annotated[dict[PricedModel, LlmPrice], NoDecode] = Field(default_factory=dict)
+    # A provider's call (or, streaming, the wait for its next piece) gives up after this.
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    # The providers: each without its key (or, for openai_compatible, its base URL and
+    # models) is listed as unavailable. Base URLs point a provider at a proxy or a
+    # regional endpoint; unset, its SDK's own default.
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str | None = None
+    # Any server speaking OpenAI's chat completions (vLLM, Ollama, llama.cpp), with the
+    # comma-separated models it serves, the first being its default.
+    openai_compatible_base_url: str | None = None
+    openai_compatible_api_key: SecretStr | None = None
+    openai_compatible_models: Annotated[list[ModelName], NoDecode] = Field(default_factory=list)
 
     @field_validator(
         "trusted_proxies",
@@ -293,6 +312,7 @@ class Settings(BaseSettings):
         "job_modules",
         "metrics_allowed_networks",
         "llm_fallbacks",
+        "openai_compatible_models",
         mode="before",
     )
     @classmethod

@@ -39,6 +39,21 @@ class CompletionRequest:
     sources: tuple[Source, ...] = ()
 
 
+def with_sources(request: CompletionRequest) -> tuple[Message, ...]:
+    """The request's messages for a model that reads only messages: its sources, if
+    any, numbered in a system message ahead of them, with how to cite them."""
+    if not request.sources:
+        return request.messages
+    numbered = "\n\n".join(
+        f"[{n}] {source.title}\n{source.text}" for n, source in enumerate(request.sources, 1)
+    )
+    instruction = (
+        "Answer from the numbered sources below, citing each one you use as [n]. "
+        "If they do not hold the answer, say so.\n\n" + numbered
+    )
+    return (Message("system", instruction), *request.messages)
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens as the provider reported them (`exact`), or as counted here when it did not."""

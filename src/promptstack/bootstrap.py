@@ -15,6 +15,7 @@ import redis.asyncio as redis
 from pydantic import SecretStr
 
 from promptstack.accounts import handlers as account_handlers
+from promptstack.accounts.api_keys import ApiKeys
 from promptstack.accounts.credits import CreditLedger
 from promptstack.accounts.mail import AccountMail
 from promptstack.accounts.models import Tier, UserSnapshot
@@ -98,14 +99,15 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class AccountsServices:
-    """accounts/: the accounts, sign-in and sessions, recovery by email, the tokens, and
-    the credit ledger."""
+    """accounts/: the accounts, sign-in and sessions, recovery by email, the tokens, the
+    credit ledger, and personal API keys."""
 
     service: AccountService
     auth: AuthService
     recovery: AccountRecovery
     tokens: TokenCodec
     credits: CreditLedger
+    api_keys: ApiKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +296,7 @@ def bootstrap(
             recovery=recovery,
             tokens=tokens,
             credits=credits,
+            api_keys=ApiKeys(uow, snapshots, auditor, clock, ids),
         ),
         audit_log=AuditLog(uow),
         features=features,

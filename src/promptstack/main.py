@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from promptstack import __version__, health
-from promptstack.accounts import page_routes, session_routes
+from promptstack.accounts import api_key_routes, page_routes, session_routes
 from promptstack.accounts import routes as accounts_routes
 from promptstack.admin import routes as admin_routes
 from promptstack.ai.llm import routes as llm_routes
@@ -95,9 +95,16 @@ TAGS = [
         "cancelled. Each order's history can be read as of any moment.",
     },
     {
+        "name": "api-keys",
+        "description": "Personal API keys for programs: shown once, stored hashed. A key "
+        "authenticates the AI endpoints only (`/llm/*`, the OpenAI-compatible `/v1/*`), "
+        "never the account itself; these endpoints take an access token.",
+    },
+    {
         "name": "llm",
         "description": "The LLM gateway: the providers and models this deployment offers, "
-        "and token counts made offline. Open to users the `ai_chat` flag admits.",
+        "token counts made offline, answers (whole or streamed) and their usage. Open to "
+        "users the `ai_chat` flag admits, with an access token or a personal API key.",
     },
     {
         "name": "admin",
@@ -215,6 +222,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         page_routes,
         session_routes,
         accounts_routes,
+        api_key_routes,
         exports_routes,
         admin_routes,
         features_routes,

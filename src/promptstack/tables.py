@@ -1,5 +1,6 @@
 """Domain entities and their tables. Importing this package registers every table."""
 
+from promptstack.accounts.api_key_models import ApiKey
 from promptstack.accounts.credit_models import CreditEntry, CreditReason
 from promptstack.accounts.models import ROLE_RANK, Role, Tier, User, UserSnapshot
 from promptstack.accounts.session_models import (
@@ -21,6 +22,7 @@ from promptstack.shop.payments.models import Payment, PaymentStatus, SandboxOper
 __all__ = [
     "ROLE_RANK",
     "ActionToken",
+    "ApiKey",
     "AuditEntry",
     "CreditEntry",
     "CreditReason",

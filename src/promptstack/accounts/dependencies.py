@@ -1,4 +1,5 @@
-"""Who is calling: the bearer token's account, and whether it may administer."""
+"""Who is calling: the bearer token's account (or, on the AI endpoints, the API key's),
+and whether it may administer."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from promptstack.accounts.api_keys import ApiKeys, is_api_key
 from promptstack.accounts.credits import CreditLedger
 from promptstack.accounts.models import Role, UserSnapshot
 from promptstack.accounts.recovery import AccountRecovery
@@ -20,6 +22,7 @@ AuthServiceDep = Annotated[AuthService, Depends(provider(AuthService))]
 AccountServiceDep = Annotated[AccountService, Depends(provider(AccountService))]
 RecoveryDep = Annotated[AccountRecovery, Depends(provider(AccountRecovery))]
 CreditLedgerDep = Annotated[CreditLedger, Depends(provider(CreditLedger))]
+ApiKeysDep = Annotated[ApiKeys, Depends(provider(ApiKeys))]
 
 # auto_error is off so a missing token gets our problem document, not FastAPI's default.
 bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
@@ -32,10 +35,26 @@ async def get_current_user(
         raise Unauthorized("Send a bearer access token in the Authorization header.")
     if len(token) > TOKEN_MAX_LENGTH:
         raise Unauthorized("The token is invalid.")
+    if is_api_key(token):
+        # A key stays in scripts and servers for months: it may call models, never
+        # manage the account (its password, its keys).
+        raise Unauthorized("An API key serves the AI endpoints only; sign in for this one.")
     return await auth.authenticate(token)
 
 
 CurrentUser = Annotated[UserSnapshot, Depends(get_current_user)]
+
+
+async def get_key_or_token_user(
+    token: Annotated[str | None, Depends(bearer)], auth: AuthServiceDep, keys: ApiKeysDep
+) -> UserSnapshot:
+    """For the AI endpoints: the account of a personal API key or of an access token."""
+    if token and len(token) <= TOKEN_MAX_LENGTH and is_api_key(token):
+        return await keys.authenticate(token)
+    return await get_current_user(token, auth)
+
+
+KeyOrTokenUser = Annotated[UserSnapshot, Depends(get_key_or_token_user)]
 
 
 async def get_optional_user(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from promptstack.accounts.dependencies import CurrentUser
+from promptstack.accounts.dependencies import KeyOrTokenUser
 from promptstack.accounts.models import UserSnapshot
 from promptstack.ai.llm.reports import UsageReports
 from promptstack.ai.llm.service import LlmGateway
@@ -16,7 +16,7 @@ LlmGatewayDep = Annotated[LlmGateway, Depends(provider(LlmGateway))]
 UsageReportsDep = Annotated[UsageReports, Depends(provider(UsageReports))]
 
 
-async def get_ai_user(user: CurrentUser, gateway: LlmGatewayDep) -> UserSnapshot:
+async def get_ai_user(user: KeyOrTokenUser, gateway: LlmGatewayDep) -> UserSnapshot:
     gateway.admit(user)
     return user
 

@@ -26,7 +26,9 @@ from promptstack.accounts.snapshots import UserSnapshots
 from promptstack.admin.service import EventAdmin
 from promptstack.ai.llm.guards import ProviderGuards
 from promptstack.ai.llm.prices import DEAREST, Price, PriceBook
+from promptstack.ai.llm.providers.anthropic import AnthropicMessages
 from promptstack.ai.llm.providers.demo import DemoProvider
+from promptstack.ai.llm.providers.gemini import GeminiContent
 from promptstack.ai.llm.providers.openai import MODELS as OPENAI_MODELS
 from promptstack.ai.llm.providers.openai import OpenAIChat, compatible_models
 from promptstack.ai.llm.quotas import (
@@ -419,6 +421,22 @@ def _llm(
             tokens=tokens,
             timeout_seconds=timeout,
             needs_key=False,
+        )
+    )
+    registry.register(
+        AnthropicMessages(
+            api_key=_secret(settings.anthropic_api_key),
+            base_url=settings.anthropic_base_url,
+            tokens=tokens,
+            timeout_seconds=timeout,
+        )
+    )
+    registry.register(
+        GeminiContent(
+            api_key=_secret(settings.gemini_api_key),
+            base_url=settings.gemini_base_url,
+            tokens=tokens,
+            timeout_seconds=timeout,
         )
     )
     overrides = {

@@ -17,16 +17,16 @@ async def test_the_demo_provider_is_listed_available_and_default(api: Api) -> No
     listed = await api.client.get(f"{LLM}/providers", headers=user.headers)
 
     assert listed.status_code == 200, listed.text
-    assert listed.json() == {
-        "providers": [
-            {
-                "name": "demo",
-                "available": True,
-                "default": True,
-                "models": [{"id": "demo", "context_window": 16384, "max_output_tokens": 4096}],
-            }
-        ]
+    demo, *others = listed.json()["providers"]
+    assert demo == {
+        "name": "demo",
+        "available": True,
+        "default": True,
+        "models": [{"id": "demo", "context_window": 16384, "max_output_tokens": 4096}],
     }
+    # The others are listed with their models, but none has its key or base URL here.
+    assert {p["name"] for p in others} == {"openai", "openai_compatible", "anthropic", "gemini"}
+    assert not any(p["available"] or p["default"] for p in others)
 
 
 async def test_tokens_are_counted_for_the_default_model_or_the_one_named(api: Api) -> None:

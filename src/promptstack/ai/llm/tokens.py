@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from promptstack.ai.llm.providers.base import TokenCount
+from promptstack.ai.llm.providers.base import CompletionRequest, TokenCount, Usage, with_sources
 
 if TYPE_CHECKING:
     import tiktoken
@@ -63,3 +63,8 @@ class TokenCounter:
 
     def count(self, text: str, model: str) -> TokenCount:
         return TokenCount(len(self.encode(text)), exact=is_cl100k(model), encoding=ENCODING)
+
+    def estimated_usage(self, request: CompletionRequest, answer: str) -> Usage:
+        """A call's usage counted here, for a provider that reported none: flagged."""
+        prompt = sum(self.count(m.content, request.model).tokens for m in with_sources(request))
+        return Usage(prompt, self.count(answer, request.model).tokens, exact=False)

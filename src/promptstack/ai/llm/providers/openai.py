@@ -131,7 +131,7 @@ class OpenAIChat:
         if response.usage is not None:
             usage = Usage(response.usage.prompt_tokens, response.usage.completion_tokens)
         else:
-            usage = self._estimate(request, text)
+            usage = self._tokens.estimated_usage(request, text)
         return Completion(text, request.model, usage, finish_reason=_finish(choice.finish_reason))
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
@@ -170,12 +170,6 @@ class OpenAIChat:
         choice = chunk.choices[0]
         reason = _finish(choice.finish_reason) if choice.finish_reason else None
         return choice.delta.content or "", reason, usage
-
-    def _estimate(self, request: CompletionRequest, text: str) -> Usage:
-        prompt = sum(
-            self._tokens.count(m.content, request.model).tokens for m in with_sources(request)
-        )
-        return Usage(prompt, self._tokens.count(text, request.model).tokens, exact=False)
 
     def _fail(self, error: Exception) -> NoReturn:
         import openai  # noqa: PLC0415 - loaded already by the call that failed

@@ -12,7 +12,10 @@ from promptstack import __version__, health
 from promptstack.accounts import api_key_routes, page_routes, session_routes
 from promptstack.accounts import routes as accounts_routes
 from promptstack.admin import routes as admin_routes
+from promptstack.ai.llm import compat_routes
 from promptstack.ai.llm import routes as llm_routes
+from promptstack.ai.llm.compat_errors import OpenAIErrors, document_openai_errors
+from promptstack.ai.llm.compat_schemas import OpenAIErrorOut
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.logging import configure_logging, get_logger
 from promptstack.core.rate_limit import Quota
@@ -107,6 +110,13 @@ TAGS = [
         "users the `ai_chat` flag admits, with an access token or a personal API key.",
     },
     {
+        "name": "openai",
+        "description": "OpenAI's API at `/v1`, so OpenAI client libraries can use this "
+        "gateway by its base URL: chat completions (streamed too), models named "
+        "`provider/model`, with the credits, quotas and usage of `/llm`. A personal API "
+        "key or an access token admits; errors come in OpenAI's shape.",
+    },
+    {
         "name": "admin",
         "description": "For administrators: the audit log, and the event backbone's "
         "backlog and parked events.",
@@ -169,6 +179,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         max_body_bytes=settings.max_request_body_bytes,
         rate_limited=lambda path: settings.rate_limit_enabled and path not in UNLIMITED_PATHS,
     )
+    document_openai_errors(app, OpenAIErrorOut)
     if settings.docs_enabled:
         install_docs(app, openapi_url=OPENAPI_URL)
 
@@ -215,6 +226,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         )
     if settings.allowed_hosts != ["*"]:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=tuple(settings.allowed_hosts))
+    app.add_middleware(OpenAIErrors)
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)
@@ -231,6 +243,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         catalog_routes,
         order_routes,
         llm_routes,
+        compat_routes,
     ):
         app.include_router(module.router)
     return app

@@ -102,13 +102,15 @@ class ProviderInfo:
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """One prompt, as a caller asks it."""
+    """One prompt, as a caller asks it, after the conversation so far (`history`: the
+    system's instructions and earlier turns, as a chat API sends them)."""
 
     prompt: str
     provider: str | None = None
     model: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    history: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,13 +307,13 @@ class LlmGateway:
     def _attempt(self, provider: Provider, model: ModelInfo, ask: Ask, max_tokens: int) -> _Attempt:
         request = CompletionRequest(
             model=model.id,
-            messages=(Message("user", ask.prompt),),
+            messages=(*ask.history, Message("user", ask.prompt)),
             max_tokens=min(max_tokens, model.max_output_tokens),
             temperature=ask.temperature,
         )
-        counted = provider.count_tokens(ask.prompt, model.id)
-        prompt_tokens = counted.tokens
-        if not counted.exact:
+        counts = [provider.count_tokens(m.content, model.id) for m in request.messages]
+        prompt_tokens = sum(count.tokens for count in counts)
+        if not all(count.exact for count in counts):
             prompt_tokens = int(prompt_tokens * ESTIMATE_MARGIN) + 16
         price = self._prices.of(provider.name, model.id)
         return _Attempt(provider, request, prompt_tokens, price)

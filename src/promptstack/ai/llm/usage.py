@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from promptstack.accounts.credits import CreditLedger
 from promptstack.ai.llm.models import LlmCall, Outcome
@@ -37,6 +37,7 @@ class OpenCall:
     user_id: uuid.UUID
     held: int
     started: float  # the clock's monotonic reading
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class ClosedCall:
     id: uuid.UUID
     cost_micros: int
     credits_charged: int
+    created_at: datetime
 
 
 class UsageLedger:
@@ -77,6 +79,7 @@ class UsageLedger:
         """Record the call and hold `held` credits for it (`InsufficientCredits` if the
         balance is short, and then nothing is recorded)."""
         call_id = self.ids.new()
+        now = self.clock.now()
         async with self.uow() as uow:
             LlmCallRepository.of(uow).add(
                 LlmCall(
@@ -92,12 +95,12 @@ class UsageLedger:
                     cost_micros=0,
                     credits_held=held,
                     credits_charged=0,
-                    created_at=self.clock.now(),
+                    created_at=now,
                 )
             )
             if held:
                 await self.credits.hold(uow, user_id, held, str(call_id))
-        return OpenCall(call_id, user_id, held, self.clock.monotonic())
+        return OpenCall(call_id, user_id, held, self.clock.monotonic(), now)
 
     async def close(
         self,
@@ -115,7 +118,7 @@ class UsageLedger:
         async with self.uow() as uow:
             row = await LlmCallRepository.of(uow).pending(call.id)
             if row is None:
-                return ClosedCall(call.id, 0, 0)
+                return ClosedCall(call.id, 0, 0, call.created_at)
             charged = 0
             if row.credits_held:
                 charged = await self.credits.settle(
@@ -131,7 +134,7 @@ class UsageLedger:
             row.credits_charged = charged
             row.latency_ms = latency_ms
             row.finished_at = self.clock.now()
-        return ClosedCall(call.id, cost, charged)
+        return ClosedCall(call.id, cost, charged, call.created_at)
 
     async def sweep(self) -> None:
         """Close the calls a crash left open, charging nothing."""

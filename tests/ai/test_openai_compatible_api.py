@@ -1,0 +1,366 @@
+"""The OpenAI-compatible API, called by the official `openai` client over a real socket,
+authenticated with a personal API key: models, chat, streams, and errors in OpenAI's
+shape that the client turns into its own exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+import uvicorn
+
+from promptstack.ai.llm.models import Outcome
+from promptstack.ai.llm.providers.base import ProviderRejected
+from promptstack.bootstrap import Container
+from promptstack.main import create_app
+from tests.ai.test_llm_fallback import FREE, Unwell
+from tests.ai.test_llm_generate import account_state, calls_of, funded
+from tests.fixtures.redis_server import free_port
+from tests.fixtures.support import Account, Api, eventually
+
+QUESTION = "What is a saga?"
+# The API's own behaviour is the same on either database; the credits (TestCredits) are
+# checked on both.
+
+
+@pytest.fixture
+async def base_url(container: Container) -> AsyncIterator[str]:
+    """The app served on a port of its own, in the test's event loop (so it shares the
+    test's database connections)."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(container=container),
+        host="127.0.0.1",
+        port=port,
+        log_level="critical",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, within=10, what="the app to listen")
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    await task
+
+
+async def api_key(api: Api, user: Account) -> str:
+    made = await api.client.post("/api/v1/api-keys", json={"name": "sdk"}, headers=user.headers)
+    assert made.status_code == 201, made.text
+    return str(made.json()["key"])
+
+
+def sdk(base_url: str, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=30)
+
+
+async def keyed(api: Api, base_url: str, credits: int = 0) -> tuple[Account, openai.AsyncOpenAI]:
+    user = await funded(api, credits)
+    return user, sdk(base_url, await api_key(api, user))
+
+
+@pytest.mark.adapter_only
+async def test_the_models_are_listed_by_the_ids_model_takes(api: Api, base_url: str) -> None:
+    _, client = await keyed(api, base_url)
+
+    models = [model async for model in client.models.list()]
+    demo = await client.models.retrieve("demo")
+
+    assert [m.id for m in models] == ["demo"]  # only providers that can be called
+    assert (demo.id, demo.owned_by) == ("demo", "demo")
+
+
+@pytest.mark.adapter_only
+async def test_a_chat_completion_is_answered_and_recorded(api: Api, base_url: str) -> None:
+    user, client = await keyed(api, base_url)
+
+    completion = await client.chat.completions.create(
+        model="demo",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": QUESTION},
+        ],
+        max_tokens=50,
+    )
+
+    assert completion.object == "chat.completion"
+    assert completion.model == "demo"
+    [choice] = completion.choices
+    assert choice.message.content == f"Demo answer to: {QUESTION}"
+    assert choice.finish_reason == "stop"
+    assert completion.usage is not None
+    [call] = await calls_of(api, user)
+    assert completion.id == f"chatcmpl-{call.id.hex}"
+    assert (call.outcome, call.prompt_tokens, call.completion_tokens) == (
+        Outcome.SUCCESS,
+        completion.usage.prompt_tokens,
+        completion.usage.completion_tokens,
+    )
+
+
+@pytest.mark.adapter_only
+async def test_an_access_token_serves_as_well(api: Api, base_url: str) -> None:
+    user = await api.user()
+    client = sdk(base_url, user.access_token)
+
+    completion = await client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": QUESTION}]
+    )
+
+    assert completion.choices[0].message.content == f"Demo answer to: {QUESTION}"
+
+
+@pytest.mark.adapter_only
+async def test_a_stream_sends_chunks_then_its_usage(api: Api, base_url: str) -> None:
+    user, client = await keyed(api, base_url)
+    asked: dict[str, Any] = {
+        "model": "demo",
+        "messages": [{"role": "user", "content": QUESTION}],
+    }
+    whole = await client.chat.completions.create(**asked)
+
+    stream = await client.chat.completions.create(
+        **asked, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert len(chunks) > 3
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage == whole.usage
+    calls = await calls_of(api, user)
+    assert [c.streamed for c in calls] == [False, True]
+
+
+@pytest.mark.adapter_only
+async def test_a_stream_without_include_usage_sends_none(api: Api, base_url: str) -> None:
+    _, client = await keyed(api, base_url)
+
+    stream = await client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+
+    assert all(c.usage is None for c in chunks)
+    assert all(c.choices for c in chunks)
+
+
+@pytest.mark.adapter_only
+class TestErrors:
+    async def test_a_bad_key_is_an_authentication_error(self, base_url: str) -> None:
+        client = sdk(base_url, "psk_" + "A" * 43)
+
+        with pytest.raises(openai.AuthenticationError) as raised:
+            await client.models.list()
+
+        assert raised.value.status_code == 401
+        assert isinstance(raised.value.body, dict)
+        assert raised.value.body["type"] == "authentication_error"
+
+    async def test_an_unknown_model_is_not_found(self, api: Api, base_url: str) -> None:
+        _, client = await keyed(api, base_url)
+
+        for model in ("gpt-5-turbo", "skynet/t-800", "demo/bigger"):
+            with pytest.raises(openai.NotFoundError) as raised:
+                await client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "Hi"}]
+                )
+            assert raised.value.code == "model_not_found", model
+
+    async def test_a_provider_without_its_key_is_not_found(self, api: Api, base_url: str) -> None:
+        _, client = await keyed(api, base_url)
+
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(
+                model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+            )
+
+    @pytest.mark.parametrize(
+        ("extra", "param"),
+        [
+            ({"temperature": 5}, "temperature"),
+            ({"n": 2}, "n"),
+            ({"max_tokens": 0}, "max_tokens"),
+            ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+            ({"messages": []}, "messages"),
+            ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
+            ({"messages": [{"role": "assistant", "content": "Hi"}]}, "messages"),
+            ({"max_tokens": 100_000}, "max_tokens"),
+            ({"max_tokens": 10**30}, "max_tokens"),
+            ({"model": 5}, "model"),
+            ({"model": "m" * 200}, "model"),
+            ({"messages": "Hi"}, "messages"),
+            ({"messages": [{"role": "user"}]}, "messages.0.content"),
+            ({"messages": [{"role": "user", "content": "x" * 1_000_001}]}, "messages.0.content"),
+            ({"messages": [{"role": "user", "content": "nul\x00"}]}, "messages.0.content"),
+            ({"stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        ],
+    )
+    async def test_a_request_the_gateway_cannot_honour_is_a_bad_request(
+        self, api: Api, base_url: str, extra: dict[str, Any], param: str
+    ) -> None:
+        user, client = await keyed(api, base_url)
+        asked: dict[str, Any] = {
+            "model": "demo",
+            "messages": [{"role": "user", "content": "Hi"}],
+            **extra,
+        }
+
+        with pytest.raises(openai.BadRequestError) as raised:
+            await client.chat.completions.create(**asked)
+
+        assert raised.value.param is not None
+        assert raised.value.param.startswith(param), raised.value.param
+        assert raised.value.type == "invalid_request_error"
+        assert await calls_of(api, user) == []
+
+    @pytest.mark.parametrize(
+        ("headers", "content"),
+        [
+            ({}, b'{"model": "demo", "messages": [{"role": "user", "content": "Hi"}]}'),
+            ({"Authorization": "Bearer"}, b"{}"),
+            ({"Authorization": "Basic abc"}, b"{}"),
+            ({"Authorization": "Bearer psk_"}, b"{}"),
+            ({"Authorization": "Bearer " + "x" * 10_240}, b"{}"),
+        ],
+    )
+    async def test_no_usable_credentials_is_a_401_in_openais_shape(
+        self, api: Api, headers: dict[str, str], content: bytes
+    ) -> None:
+        sent = {"Content-Type": "application/json", **headers}
+
+        response = await api.client.post("/v1/chat/completions", content=content, headers=sent)
+
+        assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"] == "Bearer"
+        error = response.json()["error"]
+        assert (error["type"], error["code"]) == ("authentication_error", "not_authenticated")
+
+    @pytest.mark.parametrize(
+        "content", [b"{not json", b"[]", b'"text"', b"", b"\xff\xfe"], ids=repr
+    )
+    async def test_a_body_that_is_not_a_json_object_is_a_400(
+        self, api: Api, content: bytes
+    ) -> None:
+        user = await api.user()
+        sent = {"Content-Type": "application/json", **user.headers}
+
+        response = await api.client.post("/v1/chat/completions", content=content, headers=sent)
+
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        assert await calls_of(api, user) == []
+
+    async def test_embeddings_are_not_served_yet(self, api: Api, base_url: str) -> None:
+        _, client = await keyed(api, base_url)
+
+        with pytest.raises(openai.InternalServerError) as raised:
+            await client.embeddings.create(model="demo", input="Hi")
+
+        assert raised.value.status_code == 501
+        assert raised.value.code == "not_implemented"
+
+
+class TestCredits:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        # Priced: a million micro-credits a token, so every token is a credit.
+        return {"llm_prices": {"demo/demo": {"prompt": 1_000_000, "completion": 1_000_000}}}
+
+    async def test_a_call_the_balance_cannot_cover_is_refused(
+        self, api: Api, base_url: str
+    ) -> None:
+        user, client = await keyed(api, base_url, credits=3)
+
+        with pytest.raises(openai.APIStatusError) as raised:
+            await client.chat.completions.create(
+                model="demo", messages=[{"role": "user", "content": QUESTION}], max_tokens=50
+            )
+
+        assert raised.value.status_code == 402
+        assert raised.value.type == "insufficient_quota"
+        assert await account_state(api, user) == (3, 0, 3)
+
+    async def test_a_call_is_charged_what_it_cost(self, api: Api, base_url: str) -> None:
+        user, client = await keyed(api, base_url, credits=100)
+
+        completion = await client.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": QUESTION}], max_tokens=50
+        )
+
+        assert completion.usage is not None
+        spent = completion.usage.total_tokens
+        assert await account_state(api, user) == (100 - spent, 0, 100 - spent)
+
+
+@pytest.mark.adapter_only
+class TestLimits:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"llm_requests_per_minute": 1}
+
+    async def test_a_rate_limit_is_a_rate_limit_error_with_retry_after(
+        self, api: Api, base_url: str
+    ) -> None:
+        _, client = await keyed(api, base_url)
+        asked: dict[str, Any] = {"model": "demo", "messages": [{"role": "user", "content": "Hi"}]}
+        await client.chat.completions.create(**asked)
+
+        with pytest.raises(openai.RateLimitError) as raised:
+            await client.chat.completions.create(**asked)
+
+        assert raised.value.code == "rate_limited"
+        assert int(raised.value.response.headers["retry-after"]) >= 1
+
+
+@pytest.mark.adapter_only
+class TestFeatureOff:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"feature_flags": {"ai_chat": {"enabled": False}}}
+
+    async def test_the_flag_off_is_a_permission_error(self, api: Api, base_url: str) -> None:
+        _, client = await keyed(api, base_url)
+
+        with pytest.raises(openai.PermissionDeniedError) as raised:
+            await client.models.list()
+
+        assert raised.value.code == "feature_disabled"
+
+
+@pytest.mark.adapter_only
+class TestMidStreamFailure:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return FREE
+
+    async def test_a_provider_failing_mid_stream_raises_in_the_client(
+        self, api: Api, base_url: str
+    ) -> None:
+        failing = Unwell()
+        failing.after_first_chunk = True
+        failing.failure = ProviderRejected(failing.name, "the answer was cut off upstream")
+        api.container.llm.registry.register(failing)
+        user, client = await keyed(api, base_url)
+        stream = await client.chat.completions.create(
+            model="unwell/unwell-1", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+
+        received: list[str] = []
+
+        async def read() -> None:
+            async for chunk in stream:
+                received.append(chunk.choices[0].delta.content or "")
+
+        with pytest.raises(openai.APIError) as raised:
+            await read()
+
+        assert "".join(received) == "Half"
+        assert "cut off" in raised.value.message
+        [call] = await calls_of(api, user)
+        assert (call.outcome, call.error) == (Outcome.ERROR, "provider_error")

@@ -190,3 +190,16 @@ async def test_concurrent_creations_stop_at_the_limit(api: Api) -> None:
     assert statuses == [201] * 5 + [409] * 15
     assert_problem(next(a for a in answers if a.status_code == 409), 409, "api_key_limit")
     assert len(await stored_keys(api)) == MAX_KEYS_PER_ACCOUNT
+
+
+async def test_docs_offer_a_key_for_the_ai_endpoints_only(api: Api) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+
+    assert document["components"]["securitySchemes"]["PersonalApiKey"]["scheme"] == "bearer"
+    paths = document["paths"]
+    for path, method in (("/api/v1/llm/generate", "post"), ("/v1/chat/completions", "post")):
+        schemes = {name for req in paths[path][method]["security"] for name in req}
+        assert "PersonalApiKey" in schemes, path
+    for path, method in (("/api/v1/users/me", "get"), ("/api/v1/api-keys", "post")):
+        schemes = {name for req in paths[path][method]["security"] for name in req}
+        assert "PersonalApiKey" not in schemes, path

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 
 from promptstack.accounts.api_keys import ApiKeys, is_api_key
 from promptstack.accounts.credits import CreditLedger
@@ -26,6 +26,13 @@ ApiKeysDep = Annotated[ApiKeys, Depends(provider(ApiKeys))]
 
 # auto_error is off so a missing token gets our problem document, not FastAPI's default.
 bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
+# The same header, described to /docs as a second way in for the AI endpoints, so a key
+# can be pasted into its Authorize dialog.
+api_key_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="PersonalApiKey",
+    description="A personal API key (psk_...) from POST /api/v1/api-keys: AI endpoints only",
+)
 
 
 async def get_current_user(
@@ -46,7 +53,10 @@ CurrentUser = Annotated[UserSnapshot, Depends(get_current_user)]
 
 
 async def get_key_or_token_user(
-    token: Annotated[str | None, Depends(bearer)], auth: AuthServiceDep, keys: ApiKeysDep
+    token: Annotated[str | None, Depends(bearer)],
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_bearer)],
+    auth: AuthServiceDep,
+    keys: ApiKeysDep,
 ) -> UserSnapshot:
     """For the AI endpoints: the account of a personal API key or of an access token."""
     if token and len(token) <= TOKEN_MAX_LENGTH and is_api_key(token):

@@ -83,6 +83,11 @@ bench-order-reads: $(DEV)
 bench-logins: $(DEV)
 	$(BIN)/python bench/logins.py $(BENCH_ARGS)
 
+## Benchmark the LLM gateway's generate, JSON and streamed (time to first event), against bare endpoints (needs wrk); flags via BENCH_ARGS.
+.PHONY: bench-llm
+bench-llm: $(DEV)
+	$(BIN)/python bench/llm.py $(BENCH_ARGS)
+
 ## Resolve the dependencies again after a change to pyproject.toml, into uv.lock and the
 ## pinned requirement files `make run` and `make test` install from.
 lock: $(DEV)

@@ -13,6 +13,15 @@ issuer, required claims, `type` and `exp`) and then does the least each scenario
   (`bare_orders`, made on start) in one `INSERT` transaction, and answers 202 with the
   row: an endpoint that accepts work and leaves it for later, the least placing can be.
 
+And for `bench/llm.py`, the LLM gateway's baselines, with no provider, quota or ledger:
+
+- `POST /llm/generate` reads the JSON body and answers a fixed completion of the shape
+  of the service's GenerateOut (`COMPLETION_TEXT`, the demo provider's answer to the
+  benchmark's prompt, so both answers are the same size);
+- `POST /llm/stream` reads the JSON body and streams the same answer as server-sent
+  events, as the service frames them: one `delta` per word (as the demo provider
+  splits it), then `usage` (the JSON answer without its text) and `done`.
+
 The service's rate divided by this one's, measured in the same run on the same CPU, is
 what `bench/run.py` reports.
 
@@ -20,7 +29,7 @@ Configured from the same environment variables as the service: `SECRET_KEY`,
 `JWT_ALGORITHM` (default HS256), `APP_NAME` (the issuer, default "Prompt Stack"),
 `DATABASE_URL`, `DATABASE_POOL_SIZE` and `DATABASE_MAX_OVERFLOW` (defaults 10 and 20, as
 the service's). Served by `bench/run.py` as
-`uvicorn --app-dir bench --factory bare_app:create_app`.
+`uvicorn --app-dir bench --factory bare_app:create_app`, and by `bench/llm.py` alike.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the annotations of the
@@ -28,15 +37,17 @@ the service's). Served by `bench/run.py` as
 import base64
 import json
 import os
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import jwt
 from fastapi import Body, Depends, FastAPI, HTTPException
+from fastapi.responses import StreamingResponse
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import (
     JSON,
@@ -148,6 +159,45 @@ RENAME = (
     .values(full_name=bindparam("name"), updated_at=bindparam("now"))
     .returning(*(users.c[name] for name in USER_OUT))
 )
+
+
+# The LLM baselines' answer: what the demo provider answers bench/llm.py's prompt ("What
+# is event sourcing?"), so that both apps send the same text; bench/llm.py checks it.
+COMPLETION_TEXT = "Demo answer to: What is event sourcing?"
+COMPLETION = {
+    "text": COMPLETION_TEXT,
+    "provider": "demo",
+    "model": "demo",
+    "finish_reason": "stop",
+    "prompt_tokens": 5,
+    "completion_tokens": 9,
+    "tokens_used": 14,
+    "usage_exact": True,
+    "cost_micros": 0,
+    "credits_charged": 0,
+}
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse_event(name: str, data: Any) -> bytes:
+    """One server-sent event as the service frames it: its name, its data on one line."""
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"event: {name}\ndata: {payload}\n\n".encode()
+
+
+# The deltas, framed once: the words as the demo provider streams them.
+DELTAS = tuple(
+    sse_event("delta", {"text": piece}) for piece in re.findall(r"\s*\S+", COMPLETION_TEXT)
+)
+DONE = sse_event("done", {})
+
+
+def completion_events() -> Iterator[bytes]:
+    """The fixed answer as a stream: its deltas, then usage (without text) and done."""
+    yield from DELTAS
+    usage = {"id": str(uuid.uuid4())} | {k: v for k, v in COMPLETION.items() if k != "text"}
+    yield sse_event("usage", usage)
+    yield DONE
 
 
 def database_engine(url: str) -> AsyncEngine:
@@ -272,5 +322,23 @@ def create_app() -> FastAPI:
         async with engine.begin() as connection:
             await connection.execute(PLACE, row)
         return row
+
+    @app.post("/llm/generate")
+    async def generate(
+        _token: Annotated[dict[str, Any], Depends(claims)],
+        _body: Annotated[dict[str, Any], Body()],
+    ) -> dict[str, Any]:
+        return {"id": uuid.uuid4()} | COMPLETION
+
+    @app.post("/llm/stream")
+    async def stream(
+        _token: Annotated[dict[str, Any], Depends(claims)],
+        _body: Annotated[dict[str, Any], Body()],
+    ) -> StreamingResponse:
+        async def events() -> AsyncIterator[bytes]:
+            for framed in completion_events():
+                yield framed
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
     return app

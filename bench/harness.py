@@ -305,8 +305,13 @@ def common_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     """Check what `add_common_options` added: the extra settings, by name."""
     if not is_bench_database_name(args.database):
         parser.error("--database must be a plain lowercase name containing 'bench'")
+    return parse_settings(parser, args.settings)
+
+
+def parse_settings(parser: argparse.ArgumentParser, items: Iterable[str]) -> dict[str, str]:
+    """The settings of `--set NAME=VALUE` options, by name (upper-cased)."""
     extra: dict[str, str] = {}
-    for item in args.settings:
+    for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name:
             parser.error(f"--set takes NAME=VALUE, not {item!r}")

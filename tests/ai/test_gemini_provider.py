@@ -1,86 +1,43 @@
 """Gemini through the official `google-genai` SDK, against a fake Gemini API on a real
-socket: answers, streams, usage, faults and fallback, end to end through the gateway."""
+socket: what is Gemini's own on the wire, where its system messages go, and what its
+SDK makes of the environment. What every provider owes the gateway (usage, faults,
+retries, fallback, closing) is in `test_provider_contract.py`, whose fixtures these
+tests run on for the Gemini case."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
-from typing import Any
-
 import pytest
 
-from promptstack.ai.llm.guards import FAILURES_TO_OPEN, ProviderGuards
-from promptstack.ai.llm.models import Outcome
-from promptstack.ai.llm.prices import PRICES
-from promptstack.ai.llm.providers.base import CompletionRequest, Message, Source
-from promptstack.ai.llm.service import Ask, Delta
-from promptstack.ai.llm.tokens import TokenCounter
-from promptstack.core.clock import FrozenClock
-from tests.ai.test_anthropic_provider import no_finalizing
-from tests.ai.test_llm_generate import account_state, calls_of, funded
-from tests.ai.test_llm_streaming import parse, streamed
-from tests.fixtures.fake_gemini import GeminiWire
-from tests.fixtures.fake_llm import FakeLlmServer, served
-from tests.fixtures.support import Api, assert_problem, eventually
-
-GENERATE = "/api/v1/llm/generate"
-ASK = {"prompt": "Say hello to the gateway", "provider": "gemini"}
-KEY = "gemini-test-key"
-# The fake counts a token a word: 5 prompt words, and "Echo:" with them back.
-PRICE = PRICES["gemini/gemini-2.5-flash"]
-COST = 5 * PRICE.prompt + 6 * PRICE.completion
+from tests.ai.test_llm_generate import funded
+from tests.ai.test_llm_streaming import streamed
+from tests.ai.test_provider_contract import GEMINI, GENERATE, PROMPT, conversation, fixtures_for
+from tests.fixtures.fake_gemini import RETRY_DELAY
+from tests.fixtures.fake_llm import FakeLlmServer
+from tests.fixtures.support import Api, assert_problem
 
 pytestmark = pytest.mark.adapter_only
 
 
-@pytest.fixture(scope="module")
-def gemini_server() -> Iterator[FakeLlmServer]:
-    yield from served(GeminiWire())
+# The contract's fixtures, for this case.
+case, provider_server, fake, settings_overrides = fixtures_for(GEMINI)
 
 
-@pytest.fixture
-def fake(gemini_server: FakeLlmServer) -> FakeLlmServer:
-    gemini_server.reset()
-    return gemini_server
-
-
-@pytest.fixture
-def settings_overrides(gemini_server: FakeLlmServer) -> dict[str, Any]:
-    # The SDK adds the API version and the model's path to the bare origin.
-    return {
-        "gemini_api_key": KEY,
-        "gemini_base_url": gemini_server.url,
-        "llm_timeout_seconds": 0.5,
-    }
-
-
-@pytest.fixture
-def quick_retries(api: Api, clock: FrozenClock) -> None:
-    api.container.llm.guards = ProviderGuards(clock.monotonic, retry_initial=0.001)
-
-
-async def test_an_answer_comes_from_gemini_billed_by_its_reported_usage(
+async def test_gemini_is_asked_at_the_models_path_with_our_key(
     api: Api, fake: FakeLlmServer
 ) -> None:
     user = await funded(api, 100)
 
-    answer = await api.client.post(GENERATE, json=ASK, headers=user.headers)
+    answer = await api.client.post(GENERATE, json=GEMINI.ask(), headers=user.headers)
 
     assert answer.status_code == 200, answer.text
-    body = answer.json()
-    assert (body["provider"], body["model"]) == ("gemini", "gemini-2.5-flash")
-    assert body["text"] == "Echo: Say hello to the gateway"
-    usage = ("prompt_tokens", "completion_tokens", "usage_exact", "cost_micros")
-    assert tuple(body[name] for name in usage) == (5, 6, True, COST)
     [sent] = fake.received
+    # The SDK adds the API version and the model's path to the bare origin.
     assert (sent.path, sent.query) == ("/v1beta/models/gemini-2.5-flash:generateContent", "")
-    assert sent.headers["x-goog-api-key"] == KEY
+    assert sent.headers["x-goog-api-key"] == GEMINI.key
     assert "authorization" not in sent.headers
-    assert sent.body["contents"] == [{"role": "user", "parts": [{"text": ASK["prompt"]}]}]
+    assert sent.body["contents"] == [{"role": "user", "parts": [{"text": PROMPT}]}]
     assert sent.body["generationConfig"] == {"maxOutputTokens": 512}
     assert "systemInstruction" not in sent.body
-    [call] = await calls_of(api, user)
-    assert (call.outcome, call.cost_micros, call.usage_exact) == (Outcome.SUCCESS, COST, True)
-    assert await account_state(api, user) == (100, COST, 100)
 
 
 async def test_system_messages_and_sources_go_to_the_system_instruction(
@@ -88,18 +45,7 @@ async def test_system_messages_and_sources_go_to_the_system_instruction(
 ) -> None:
     provider = api.container.llm.registry.get("gemini")
     assert provider is not None
-    request = CompletionRequest(
-        model="gemini-2.5-flash",
-        messages=(
-            Message("system", "Be brief."),
-            Message("user", "What is it?"),
-            Message("assistant", "It is a thing."),
-            Message("user", "Which thing?"),
-        ),
-        max_tokens=3,
-        temperature=0.25,
-        sources=(Source("Manual", "The thing is a widget."),),
-    )
+    request = conversation("gemini-2.5-flash", temperature=0.25)
 
     completion = await provider.generate(request)
 
@@ -132,242 +78,35 @@ async def test_the_sdk_goes_by_our_settings_whatever_its_environment_says(
         monkeypatch.setenv(name, value)
     user = await funded(api, 100)
 
-    answer = await api.client.post(GENERATE, json=ASK, headers=user.headers)
+    answer = await api.client.post(GENERATE, json=GEMINI.ask(), headers=user.headers)
 
     assert answer.status_code == 200, answer.text
     [sent] = fake.received
     assert sent.path == "/v1beta/models/gemini-2.5-flash:generateContent"
-    assert sent.headers["x-goog-api-key"] == KEY
+    assert sent.headers["x-goog-api-key"] == GEMINI.key
 
 
-async def test_an_answer_cut_at_max_tokens_says_so(api: Api, fake: FakeLlmServer) -> None:
+async def test_a_stream_is_asked_for_by_its_path_as_server_sent_events(
+    api: Api, fake: FakeLlmServer
+) -> None:
     user = await funded(api, 100)
 
-    answer = await api.client.post(GENERATE, json={**ASK, "max_tokens": 2}, headers=user.headers)
-
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["text"] == "Echo: Say"
-    assert answer.json()["finish_reason"] == "length"
-
-
-async def test_a_stream_is_billed_by_the_usage_it_reports(api: Api, fake: FakeLlmServer) -> None:
-    user = await funded(api, 100)
-
-    status, _, body = await streamed(api, user.headers, **ASK)
+    status, _, _ = await streamed(api, user.headers, **GEMINI.ask())
 
     assert status == 200
-    events = parse(body)
-    text = "".join(data["text"] for name, data in events if name == "delta")
-    assert text == "Echo: Say hello to the gateway"
-    [usage] = [data for name, data in events if name == "usage"]
-    assert (usage["provider"], usage["completion_tokens"], usage["usage_exact"]) == (
-        "gemini",
-        6,
-        True,
-    )
     [sent] = fake.received
     assert sent.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
     assert sent.query == "alt=sse"
-    assert sent.headers["x-goog-api-key"] == KEY
-    [call] = await calls_of(api, user)
-    assert (call.streamed, call.cost_micros, call.prompt_tokens) == (True, COST, 5)
+    assert sent.headers["x-goog-api-key"] == GEMINI.key
 
 
-async def test_a_stream_without_usage_is_billed_by_a_flagged_count(
+async def test_a_rate_limit_says_when_to_come_back_in_its_body(
     api: Api, fake: FakeLlmServer
 ) -> None:
     user = await funded(api, 100)
-    fake.fail("no_usage")
+    fake.fail("status", status=429)  # no Retry-After header: RetryInfo in the body
 
-    status, _, body = await streamed(api, user.headers, **ASK)
+    answer = await api.client.post(GENERATE, json=GEMINI.ask(), headers=user.headers)
 
-    assert status == 200
-    [usage] = [data for name, data in parse(body) if name == "usage"]
-    assert usage["usage_exact"] is False
-    [call] = await calls_of(api, user)
-    assert call.usage_exact is False
-    assert call.completion_tokens > 0
-
-
-@pytest.mark.usefixtures("quick_retries")
-class TestFaults:
-    async def test_an_upstream_rate_limit_is_a_429_with_its_retry_after(
-        self, api: Api, fake: FakeLlmServer
-    ) -> None:
-        user = await funded(api, 100)
-        fake.fail("status", status=429, retry_after="7")
-
-        answer = await api.client.post(GENERATE, json=ASK, headers=user.headers)
-
-        assert_problem(answer, 429, "provider_rate_limited")
-        assert answer.headers["Retry-After"] == "7"
-        assert len(fake.received) == 1
-        assert await account_state(api, user) == (100, 0, 100)
-
-    async def test_a_server_error_is_retried_then_a_502(
-        self, api: Api, fake: FakeLlmServer
-    ) -> None:
-        user = await funded(api, 100)
-        fake.fail("status", status=503, times=2)
-
-        answer = await api.client.post(GENERATE, json=ASK, headers=user.headers)
-
-        assert_problem(answer, 502, "provider_error")
-        assert len(fake.received) == 2
-        [call] = await calls_of(api, user)
-        assert (call.outcome, call.error) == (Outcome.ERROR, "provider_error")
-        assert await account_state(api, user) == (100, 0, 100)
-
-    async def test_one_server_error_is_retried_away(self, api: Api, fake: FakeLlmServer) -> None:
-        user = await funded(api, 100)
-        fake.fail("status", status=500)
-
-        answer = await api.client.post(GENERATE, json=ASK, headers=user.headers)
-
-        assert answer.status_code == 200, answer.text
-        assert len(fake.received) == 2
-
-    async def test_a_refusal_is_a_502_and_not_retried(self, api: Api, fake: FakeLlmServer) -> None:
-        user = await funded(api, 100)
-        fake.fail("status", status=400)
-
-        answer = await api.client.post(GENERATE, json=ASK, headers=user.headers)
-
-        assert_problem(answer, 502, "provider_error")
-        assert len(fake.received) == 1
-
-    async def test_a_provider_too_slow_is_a_504(self, api: Api, fake: FakeLlmServer) -> None:
-        user = await funded(api, 100)
-        fake.fail("slow", times=2)
-
-        answer = await api.client.post(GENERATE, json=ASK, headers=user.headers)
-
-        assert_problem(answer, 504, "provider_timeout")
-        [call] = await calls_of(api, user)
-        assert call.error == "provider_timeout"
-
-    async def test_a_provider_failing_again_and_again_opens_its_circuit(
-        self, api: Api, fake: FakeLlmServer
-    ) -> None:
-        user = await funded(api, 100)
-        fake.fail("status", status=503, times=2 * FAILURES_TO_OPEN)
-        for _ in range(FAILURES_TO_OPEN):
-            await api.client.post(GENERATE, json=ASK, headers=user.headers)
-        asked = len(fake.received)
-
-        suspended = await api.client.post(GENERATE, json=ASK, headers=user.headers)
-
-        assert_problem(suspended, 503, "provider_unavailable")
-        assert len(fake.received) == asked
-
-    @pytest.mark.parametrize("fault", ["malformed", "cut"])
-    async def test_a_stream_broken_after_its_first_token_ends_in_an_error_event(
-        self, api: Api, fake: FakeLlmServer, fault: str
-    ) -> None:
-        user = await funded(api, 100)
-        fake.fail(fault)  # type: ignore[arg-type]
-
-        status, _, body = await streamed(api, user.headers, **ASK)
-
-        assert status == 200
-        events = parse(body)
-        # Each chunk of the fake's is a word: two came before the break.
-        assert events[:2] == [("delta", {"text": "Echo:"}), ("delta", {"text": " Say"})]
-        name, problem = events[2]
-        assert (name, problem["code"]) == ("error", "provider_error")
-        assert len(events) == 3
-        assert len(fake.received) == 1  # never retried after a token was sent
-        [call] = await calls_of(api, user)
-        produced = TokenCounter().count("Echo: Say", "gemini-2.5-flash").tokens
-        assert (call.outcome, call.completion_tokens) == (Outcome.ERROR, produced)
-
-
-@pytest.mark.usefixtures("quick_retries")
-class TestFallback:
-    @pytest.fixture
-    def settings_overrides(self, gemini_server: FakeLlmServer) -> dict[str, Any]:
-        return {
-            "gemini_api_key": KEY,
-            "gemini_base_url": gemini_server.url,
-            "llm_fallbacks": "demo",
-        }
-
-    async def test_gemini_unavailable_falls_back_to_the_next_provider(
-        self, api: Api, fake: FakeLlmServer
-    ) -> None:
-        user = await funded(api, 100)
-        fake.fail("status", status=503, times=2)
-
-        answer = await api.client.post(GENERATE, json=ASK, headers=user.headers)
-
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["provider"] == "demo"
-        assert len(fake.received) == 2
-
-
-async def test_a_client_that_leaves_mid_stream_closes_the_upstream_call(
-    api: Api, fake: FakeLlmServer
-) -> None:
-    user = await funded(api, 100)
-    me = await api.container.accounts.auth.authenticate(user.access_token)
-    fake.fail("stall")
-    events = await api.container.llm.stream(me, Ask(ASK["prompt"], provider="gemini"))
-
-    assert isinstance(events, AsyncGenerator)
-    first = await anext(events)
-    await events.aclose()
-
-    assert isinstance(first, Delta)
-    await eventually(lambda: fake.disconnects, what="the fake provider to see us hang up")
-    [call] = await calls_of(api, user)
-    assert call.outcome == Outcome.CANCELLED
-
-
-class TestClosing:
-    @pytest.fixture
-    def settings_overrides(self, gemini_server: FakeLlmServer) -> dict[str, Any]:
-        # Long enough that no read timeout closes the connection in the adapter's stead.
-        return {
-            "gemini_api_key": KEY,
-            "gemini_base_url": gemini_server.url,
-            "llm_timeout_seconds": 120,
-        }
-
-    async def test_closing_a_stream_closes_the_upstream_call_itself(
-        self, api: Api, fake: FakeLlmServer
-    ) -> None:
-        provider = api.container.llm.registry.get("gemini")
-        assert provider is not None
-        request = CompletionRequest("gemini-2.5-flash", (Message("user", "Hi there"),), 8)
-        fake.fail("stall")
-
-        async with no_finalizing():
-            chunks = provider.stream(request)
-            assert isinstance(chunks, AsyncGenerator)
-            first = await anext(chunks)
-            await chunks.aclose()
-
-            assert first.text == "Echo:"
-            await eventually(lambda: fake.disconnects, what="the fake provider to see us hang up")
-
-
-class TestUnconfigured:
-    @pytest.fixture
-    def settings_overrides(self, gemini_server: FakeLlmServer) -> dict[str, Any]:
-        # A base URL alone is not enough: Gemini needs a key.
-        return {"gemini_base_url": gemini_server.url}
-
-    async def test_gemini_without_a_key_is_listed_unavailable_and_refused(
-        self, api: Api, fake: FakeLlmServer
-    ) -> None:
-        user = await funded(api, 100)
-
-        listed = await api.client.get("/api/v1/llm/providers", headers=user.headers)
-        answer = await api.client.post(GENERATE, json=ASK, headers=user.headers)
-
-        shown = {p["name"]: p["available"] for p in listed.json()["providers"]}
-        assert shown["gemini"] is False
-        assert shown["demo"] is True
-        problem = assert_problem(answer, 422, "provider_not_available")
-        assert "demo" in problem["detail"]
-        assert fake.received == []
+    assert_problem(answer, 429, "provider_rate_limited")
+    assert answer.headers["Retry-After"] == RETRY_DELAY.removesuffix("s")

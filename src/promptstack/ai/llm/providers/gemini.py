@@ -205,7 +205,10 @@ class GeminiContent:
         if isinstance(error, errors.APIError):
             # An error sent as a chunk of a stream has a code, but no status line.
             status = error.code if isinstance(error.code, int) and error.code >= 400 else 500
-            headers = getattr(error.response, "headers", None)
+            headers = dict(getattr(error.response, "headers", None) or {})
+            delay = _retry_delay(error.details)
+            if delay is not None and "retry-after" not in {name.lower() for name in headers}:
+                headers["retry-after"] = delay
             raise failures.of_status(self.name, status, headers) from error
         if isinstance(error, httpx2.TimeoutException):
             raise failures.timed_out(self.name) from error
@@ -214,3 +217,16 @@ class GeminiContent:
         if isinstance(error, ValueError):
             raise failures.malformed(self.name) from error
         raise failures.broken_off(self.name) from error
+
+
+def _retry_delay(details: object) -> str | None:
+    """The seconds of a `google.rpc.RetryInfo` in an error's body ("23s" is "23"), which
+    Gemini sends where other APIs send a Retry-After header."""
+    error = details.get("error") if isinstance(details, dict) else None
+    found = error.get("details") if isinstance(error, dict) else None
+    for detail in found if isinstance(found, list) else ():
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            delay = str(detail.get("retryDelay", ""))
+            if delay.endswith("s") and delay[:-1].replace(".", "", 1).isdigit():
+                return delay[:-1]
+    return None

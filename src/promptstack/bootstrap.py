@@ -30,7 +30,8 @@ from promptstack.ai.llm.providers.anthropic import AnthropicMessages
 from promptstack.ai.llm.providers.demo import DemoProvider
 from promptstack.ai.llm.providers.gemini import GeminiContent
 from promptstack.ai.llm.providers.openai import MODELS as OPENAI_MODELS
-from promptstack.ai.llm.providers.openai import OpenAIChat, compatible_models
+from promptstack.ai.llm.providers.openai import OpenAIChat
+from promptstack.ai.llm.providers.openai_compatible import openai_compatible
 from promptstack.ai.llm.quotas import (
     CallLimits,
     Limits,
@@ -413,14 +414,12 @@ def _llm(
         )
     )
     registry.register(
-        OpenAIChat(
-            "openai_compatible",
-            api_key=_secret(settings.openai_compatible_api_key),
+        openai_compatible(
             base_url=settings.openai_compatible_base_url,
-            models=compatible_models(settings.openai_compatible_models),
+            api_key=_secret(settings.openai_compatible_api_key),
+            models=settings.openai_compatible_models,
             tokens=tokens,
             timeout_seconds=timeout,
-            needs_key=False,
         )
     )
     registry.register(

@@ -12,10 +12,10 @@ from promptstack import __version__, health
 from promptstack.accounts import api_key_routes, page_routes, session_routes
 from promptstack.accounts import routes as accounts_routes
 from promptstack.admin import routes as admin_routes
-from promptstack.ai.llm import compat_routes
 from promptstack.ai.llm import routes as llm_routes
-from promptstack.ai.llm.compat_errors import OpenAIErrors, document_openai_errors
-from promptstack.ai.llm.compat_schemas import OpenAIErrorOut
+from promptstack.ai.openai_compat import routes as openai_routes
+from promptstack.ai.openai_compat.errors import OpenAIErrors, document_openai_errors
+from promptstack.ai.openai_compat.schemas import OpenAIErrorOut
 from promptstack.bootstrap import Container, bootstrap
 from promptstack.core.logging import configure_logging, get_logger
 from promptstack.core.rate_limit import Quota
@@ -243,7 +243,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         catalog_routes,
         order_routes,
         llm_routes,
-        compat_routes,
+        openai_routes,
     ):
         app.include_router(module.router)
     return app

@@ -1,5 +1,5 @@
-"""OpenAI's chat completions through the official `openai` SDK, and any server that
-speaks the same API (vLLM, Ollama, llama.cpp) by its base URL.
+"""OpenAI's chat completions through the official `openai` SDK; the adapter also serves
+any server that speaks the same API (`openai_compatible.py`).
 
 The SDK is imported on the first call, and its own retries are off: the gateway retries
 inside the provider's breaker, and two layers of retries would multiply each other.
@@ -35,23 +35,8 @@ MODELS = (
     ModelInfo(id="gpt-4.1-mini", context_window=1_047_576, max_output_tokens=32_768),
     ModelInfo(id="gpt-4.1", context_window=1_047_576, max_output_tokens=32_768),
 )
-# What a model of an OpenAI-compatible server is assumed to take, as such servers do
-# not say: small enough for the models they usually run.
-COMPATIBLE_CONTEXT_WINDOW = 8_192
-COMPATIBLE_MAX_OUTPUT_TOKENS = 4_096
 # Local servers commonly ignore the key, but the SDK insists on one.
 NO_KEY = "unused"
-
-
-def compatible_models(names: list[str]) -> tuple[ModelInfo, ...]:
-    return tuple(
-        ModelInfo(
-            id=name,
-            context_window=COMPATIBLE_CONTEXT_WINDOW,
-            max_output_tokens=COMPATIBLE_MAX_OUTPUT_TOKENS,
-        )
-        for name in names
-    )
 
 
 def _finish(reason: str | None) -> FinishReason:

@@ -17,16 +17,6 @@ from fastapi import APIRouter, Path
 from fastapi.responses import StreamingResponse
 
 from promptstack.accounts.credits import InsufficientCredits
-from promptstack.ai.llm.compat_errors import openai_error
-from promptstack.ai.llm.compat_schemas import (
-    AssistantMessageOut,
-    ChatCompletionIn,
-    ChatCompletionOut,
-    ChoiceOut,
-    ModelOut,
-    ModelsOut,
-    UsageOut,
-)
 from promptstack.ai.llm.dependencies import AiUser, LlmGatewayDep
 from promptstack.ai.llm.providers.base import Usage
 from promptstack.ai.llm.registry import ProviderNotAvailable
@@ -45,6 +35,16 @@ from promptstack.ai.llm.service import (
     QuotaExceeded,
     StreamEvent,
     UnknownModel,
+)
+from promptstack.ai.openai_compat.errors import openai_error
+from promptstack.ai.openai_compat.schemas import (
+    AssistantMessageOut,
+    ChatCompletionIn,
+    ChatCompletionOut,
+    ChoiceOut,
+    ModelOut,
+    ModelsOut,
+    UsageOut,
 )
 from promptstack.core.errors import AppError, NotFound, Unauthorized, ValidationFailed
 from promptstack.http.openapi import problem_responses

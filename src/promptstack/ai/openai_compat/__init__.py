@@ -1,0 +1,1 @@
+"""OpenAI's API at /v1, translated onto the LLM gateway: HTTP translation only."""

@@ -1,0 +1,1 @@
+"""Documents: uploaded, chunked, embedded and searched, to answer from with citations."""

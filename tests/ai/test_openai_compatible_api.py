@@ -256,6 +256,31 @@ class TestErrors:
         assert response.json()["error"]["type"] == "invalid_request_error"
         assert await calls_of(api, user) == []
 
+    @pytest.mark.parametrize(
+        ("model_id", "status"),
+        [("demo/demo", 404), ("openai/gpt-4o-mini", 404), ("m" * 200, 400), ("%00", 404)],
+        ids=["unlisted", "unconfigured", "too-long", "nul"],
+    )
+    async def test_a_model_id_that_names_nothing_is_refused_in_openais_shape(
+        self, api: Api, model_id: str, status: int
+    ) -> None:
+        user = await api.user()
+
+        response = await api.client.get(f"/v1/models/{model_id}", headers=user.headers)
+
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["type"] == ("not_found_error" if status == 404 else "invalid_request_error")
+
+    @pytest.mark.parametrize("path", ["/v1/models", "/v1/models/demo", "/v1/embeddings"])
+    async def test_every_route_needs_credentials(self, api: Api, path: str) -> None:
+        method = "POST" if path == "/v1/embeddings" else "GET"
+
+        response = await api.client.request(method, path, json={"input": "x"})
+
+        assert response.status_code == 401
+        assert response.json()["error"]["type"] == "authentication_error"
+
     async def test_embeddings_are_not_served_yet(self, api: Api, base_url: str) -> None:
         _, client = await keyed(api, base_url)
 

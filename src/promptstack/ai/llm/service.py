@@ -143,7 +143,8 @@ class _Attempt:
 
     provider: Provider
     request: CompletionRequest
-    prompt_tokens: int  # as counted here, padded when it is an estimate
+    prompt_tokens: int  # what the hold counts: as counted here, padded when an estimate
+    counted_prompt_tokens: int  # as counted here, unpadded: what an estimate bills
     price: Price
 
 
@@ -302,7 +303,7 @@ class LlmGateway:
         """What a stream that reported no usage cost, counted here: never exact."""
         text = "".join(pieces)
         completion = attempt.provider.count_tokens(text, attempt.request.model).tokens
-        return Usage(attempt.prompt_tokens, completion, exact=False)
+        return Usage(attempt.counted_prompt_tokens, completion, exact=False)
 
     def _attempt(self, provider: Provider, model: ModelInfo, ask: Ask, max_tokens: int) -> _Attempt:
         request = CompletionRequest(
@@ -312,11 +313,12 @@ class LlmGateway:
             temperature=ask.temperature,
         )
         counts = [provider.count_tokens(m.content, model.id) for m in request.messages]
-        prompt_tokens = sum(count.tokens for count in counts)
+        counted = sum(count.tokens for count in counts)
+        held = counted
         if not all(count.exact for count in counts):
-            prompt_tokens = int(prompt_tokens * ESTIMATE_MARGIN) + 16
+            held = int(counted * ESTIMATE_MARGIN) + 16
         price = self._prices.of(provider.name, model.id)
-        return _Attempt(provider, request, prompt_tokens, price)
+        return _Attempt(provider, request, held, counted, price)
 
     def _chain(self, first: Provider) -> list[Provider]:
         """The provider chosen, then the configured fallbacks that can serve, in order."""

@@ -93,7 +93,7 @@ def _model_ids(gateway: LlmGateway) -> list[tuple[str, str, str]]:
     return found
 
 
-def _resolve(gateway: LlmGateway, model: str) -> tuple[str, str]:
+def _resolve(model: str) -> tuple[str, str]:
     provider, slash, name = model.partition("/")
     if slash:
         return provider, name
@@ -174,7 +174,7 @@ async def create_chat_completion(
 ) -> ChatCompletionOut | StreamingResponse:
     """A chat completion, as OpenAI's API answers it; with `stream: true`, its chunks as
     server-sent events, the usage last when `stream_options.include_usage` asks."""
-    provider, model = _resolve(gateway, body.model)
+    provider, model = _resolve(body.model)
     ask = _ask(body, provider, model)
     try:
         if body.stream:

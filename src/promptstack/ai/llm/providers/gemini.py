@@ -25,10 +25,10 @@ from promptstack.ai.llm.providers.base import (
     CompletionRequest,
     FinishReason,
     ModelInfo,
-    TokenCount,
     Usage,
     with_sources,
 )
+from promptstack.ai.llm.providers.hosted import HostedProvider
 from promptstack.ai.llm.tokens import TokenCounter
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ API_VERSION = "v1beta"
 _ROLES = {"user": "user", "assistant": "model"}
 
 
-class GeminiContent:
+class GeminiContent(HostedProvider):
     name = "gemini"
 
     def __init__(
@@ -55,24 +55,14 @@ class GeminiContent:
         tokens: TokenCounter,
         timeout_seconds: float,
     ) -> None:
-        self._api_key = api_key
-        self._base_url = base_url
-        self._tokens = tokens
-        self._timeout = timeout_seconds
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            models=MODELS,
+            tokens=tokens,
+            timeout_seconds=timeout_seconds,
+        )
         self._client: Client | None = None
-
-    def is_available(self) -> bool:
-        return self._api_key is not None
-
-    def models(self) -> tuple[ModelInfo, ...]:
-        return MODELS
-
-    @property
-    def default_model(self) -> str:
-        return MODELS[0].id
-
-    def count_tokens(self, text: str, model: str) -> TokenCount:
-        return self._tokens.count(text, model)
 
     def _sdk(self) -> Client:
         if self._client is None:

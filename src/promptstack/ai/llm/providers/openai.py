@@ -19,10 +19,10 @@ from promptstack.ai.llm.providers.base import (
     CompletionRequest,
     FinishReason,
     ModelInfo,
-    TokenCount,
     Usage,
     with_sources,
 )
+from promptstack.ai.llm.providers.hosted import HostedProvider
 from promptstack.ai.llm.tokens import TokenCounter
 
 if TYPE_CHECKING:
@@ -43,8 +43,11 @@ def _finish(reason: str | None) -> FinishReason:
     return "length" if reason == "length" else "stop"
 
 
-class OpenAIChat:
-    """One OpenAI-API endpoint: OpenAI's own, or a compatible server's."""
+class OpenAIChat(HostedProvider):
+    """OpenAI's own chat completions; `openai_compatible.py` points it elsewhere."""
+
+    # OpenAI's own API wants max_completion_tokens (compatible servers, max_tokens).
+    limit_field = "max_completion_tokens"
 
     def __init__(
         self,
@@ -55,30 +58,16 @@ class OpenAIChat:
         models: tuple[ModelInfo, ...],
         tokens: TokenCounter,
         timeout_seconds: float,
-        needs_key: bool = True,
     ) -> None:
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            models=models,
+            tokens=tokens,
+            timeout_seconds=timeout_seconds,
+        )
         self.name = name
-        self._api_key = api_key
-        self._base_url = base_url
-        self._models = models
-        self._tokens = tokens
-        self._timeout = timeout_seconds
-        self._needs_key = needs_key
         self._client: AsyncOpenAI | None = None
-
-    def is_available(self) -> bool:
-        configured = self._api_key is not None if self._needs_key else self._base_url is not None
-        return configured and bool(self._models)
-
-    def models(self) -> tuple[ModelInfo, ...]:
-        return self._models
-
-    @property
-    def default_model(self) -> str:
-        return self._models[0].id if self._models else ""
-
-    def count_tokens(self, text: str, model: str) -> TokenCount:
-        return self._tokens.count(text, model)
 
     def _sdk(self) -> AsyncOpenAI:
         if self._client is None:
@@ -96,9 +85,7 @@ class OpenAIChat:
         arguments: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": m.role, "content": m.content} for m in with_sources(request)],
-            # OpenAI's own API wants max_completion_tokens; compatible servers still
-            # read the older max_tokens.
-            ("max_completion_tokens" if self._needs_key else "max_tokens"): request.max_tokens,
+            self.limit_field: request.max_tokens,
         }
         if request.temperature is not None:
             arguments["temperature"] = request.temperature

@@ -18,6 +18,13 @@ CONTEXT_WINDOW = 8_192
 MAX_OUTPUT_TOKENS = 4_096
 
 
+class OpenAICompatibleChat(OpenAIChat):
+    limit_field = "max_tokens"
+
+    def is_available(self) -> bool:
+        return self._base_url is not None and bool(self._models)
+
+
 def openai_compatible(
     *,
     base_url: str | None,
@@ -26,7 +33,7 @@ def openai_compatible(
     tokens: TokenCounter,
     timeout_seconds: float,
 ) -> OpenAIChat:
-    return OpenAIChat(
+    return OpenAICompatibleChat(
         NAME,
         api_key=api_key,
         base_url=base_url,
@@ -36,5 +43,4 @@ def openai_compatible(
         ),
         tokens=tokens,
         timeout_seconds=timeout_seconds,
-        needs_key=False,
     )

@@ -34,6 +34,7 @@ from promptstack.core.settings import Settings
 from promptstack.main import create_app
 from promptstack.migrations.runner import upgrade
 from tests.fixtures.amqp import AMQP_TEST_URL, broker_error
+from tests.fixtures.documents import WordHashEmbedder
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.support import Api
 
@@ -161,7 +162,8 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 async def container(settings: Settings, clock: FrozenClock) -> AsyncIterator[Container]:
-    built = bootstrap(settings, clock=clock)
+    # Documents are embedded by the small test embedder; the shipped model has its own tests.
+    built = bootstrap(settings, clock=clock, embedder=WordHashEmbedder())
     yield built
     await built.aclose()
 

@@ -24,6 +24,11 @@ from promptstack.accounts.service import AccountService
 from promptstack.accounts.sessions import AuthService
 from promptstack.accounts.snapshots import UserSnapshots
 from promptstack.admin.service import EventAdmin
+from promptstack.ai.documents import jobs as document_jobs
+from promptstack.ai.documents.embeddings import Embedder, MiniLM
+from promptstack.ai.documents.indexing import DocumentIndexer
+from promptstack.ai.documents.service import Documents
+from promptstack.ai.documents.vectors import ExactVectors
 from promptstack.ai.llm.guards import ProviderGuards
 from promptstack.ai.llm.prices import DEAREST, Price, PriceBook
 from promptstack.ai.llm.providers.anthropic import AnthropicMessages
@@ -41,6 +46,7 @@ from promptstack.ai.llm.quotas import (
 )
 from promptstack.ai.llm.registry import ProviderRegistry
 from promptstack.ai.llm.reports import UsageReports
+from promptstack.ai.llm.retrieval import Retriever
 from promptstack.ai.llm.service import LlmGateway
 from promptstack.ai.llm.tokens import TokenCounter
 from promptstack.ai.llm.usage import UsageLedger
@@ -176,6 +182,7 @@ class Container:
     shop: ShopServices
     llm: LlmGateway
     llm_usage: UsageReports
+    documents: Documents
     events: EventsServices
 
     def services(self) -> dict[type, object]:
@@ -223,6 +230,7 @@ def bootstrap(
     clock: Clock | None = None,
     ids: IdSource | None = None,
     mailer: Mailer | None = None,
+    embedder: Embedder | None = None,
 ) -> Container:
     settings = settings or Settings()
     if settings.uses_default_secret and settings.environment == "development":
@@ -281,7 +289,8 @@ def bootstrap(
         broker_consumers = RabbitConsumers(settings, consumers, delivery)
     relay = Relay(settings, uow, publisher, clock)
     relay.also_purge(shop.orders.forget_expired_keys)
-    llm = _llm(settings, uow, features, credits, ids, redis_connection)
+    documents = _documents(settings, uow, kinds, jobs, embedder or MiniLM(), ids)
+    llm = _llm(settings, uow, features, credits, ids, redis_connection, documents)
     relay.also_purge(llm.usage.sweep)
     uow.on_events(relay.wake)
     return Container(
@@ -310,6 +319,7 @@ def bootstrap(
         shop=shop,
         llm=llm,
         llm_usage=UsageReports(uow, clock),
+        documents=documents,
         events=EventsServices(
             consumers=consumers,
             delivery=delivery,
@@ -390,6 +400,32 @@ def _shop(
     )
 
 
+def _documents(
+    settings: Settings,
+    uow: UnitOfWorkFactory,
+    kinds: JobKinds,
+    jobs: JobService,
+    embedder: Embedder,
+    ids: IdSource,
+) -> Documents:
+    """The document pipeline: its indexing job, and the service its routes use."""
+    document_jobs.register(
+        kinds,
+        DocumentIndexer(
+            uow,
+            embedder,
+            uow.clock,
+            chunk_tokens=settings.document_chunk_tokens,
+            overlap_tokens=settings.document_chunk_overlap_tokens,
+            batch=settings.document_embed_batch,
+        ),
+    )
+    vectors = ExactVectors(uow, max_bytes=settings.document_vector_cache_mb * 2**20)
+    return Documents(
+        uow, jobs, embedder, vectors, uow.clock, ids, max_bytes=settings.document_max_bytes
+    )
+
+
 def _llm(
     settings: Settings,
     uow: UnitOfWorkFactory,
@@ -397,6 +433,7 @@ def _llm(
     credits: CreditLedger,
     ids: IdSource,
     redis_connection: redis.Redis | None,
+    retriever: Retriever,
 ) -> LlmGateway:
     """The providers, one registration line each, and the gateway in front of them."""
     tokens = TokenCounter()
@@ -465,6 +502,7 @@ def _llm(
         ProviderGuards(uow.clock.monotonic),
         default=settings.default_llm_provider,
         fallbacks=tuple(settings.llm_fallbacks),
+        retriever=retriever,
     )
 
 

@@ -12,6 +12,7 @@ from promptstack import __version__, health
 from promptstack.accounts import api_key_routes, page_routes, session_routes
 from promptstack.accounts import routes as accounts_routes
 from promptstack.admin import routes as admin_routes
+from promptstack.ai.documents import routes as document_routes
 from promptstack.ai.llm import routes as llm_routes
 from promptstack.ai.openai_compat import routes as openai_routes
 from promptstack.ai.openai_compat.errors import OpenAIErrors, document_openai_errors
@@ -110,6 +111,12 @@ TAGS = [
         "users the `ai_chat` flag admits, with an access token or a personal API key.",
     },
     {
+        "name": "documents",
+        "description": "Your documents (text, Markdown, PDF), indexed in the background "
+        "into chunks with embeddings, and searched by meaning, by words or both. Open to "
+        "users the `ai_chat` flag admits, with an access token or a personal API key.",
+    },
+    {
         "name": "openai",
         "description": "OpenAI's API at `/v1`, so OpenAI client libraries can use this "
         "gateway by its base URL: chat completions (streamed too), models named "
@@ -174,9 +181,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.services = container.services()
     app.state.tracer_provider = tracing
     install_problem_handlers(app)
+    larger_bodies = {
+        document_routes.UPLOAD_PATH: settings.document_max_bytes + document_routes.MULTIPART_SLACK
+    }
     publish_problems(
         app,
         max_body_bytes=settings.max_request_body_bytes,
+        body_limits=larger_bodies,
         rate_limited=lambda path: settings.rate_limit_enabled and path not in UNLIMITED_PATHS,
     )
     document_openai_errors(app, OpenAIErrorOut)
@@ -200,7 +211,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             tokens=container.accounts.tokens,
             trusted_proxies=settings.trusted_proxy_networks,
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes, larger=larger_bodies
+    )
     app.add_middleware(
         SecurityHeadersMiddleware,
         hsts=settings.environment == "production",
@@ -243,6 +256,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         catalog_routes,
         order_routes,
         llm_routes,
+        document_routes,
         openai_routes,
     ):
         app.include_router(module.router)

@@ -9,6 +9,7 @@ from promptstack.accounts.session_models import (
     RefreshToken,
     TokenPurpose,
 )
+from promptstack.ai.documents.models import Document, DocumentChunk, DocumentKind, DocumentStatus
 from promptstack.ai.llm.models import LlmCall, Outcome
 from promptstack.audit.models import AuditEntry
 from promptstack.events.models import InboxEntry, OutboxMessage, Snapshot, StoredEvent
@@ -26,6 +27,10 @@ __all__ = [
     "AuditEntry",
     "CreditEntry",
     "CreditReason",
+    "Document",
+    "DocumentChunk",
+    "DocumentKind",
+    "DocumentStatus",
     "InboxEntry",
     "Job",
     "JobState",

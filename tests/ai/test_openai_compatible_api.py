@@ -8,16 +8,21 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import openai
 import pytest
 import uvicorn
 
+from promptstack.ai.documents.embeddings import MiniLM
 from promptstack.ai.llm.models import Outcome
 from promptstack.ai.llm.providers.base import ProviderRejected
-from promptstack.bootstrap import Container
+from promptstack.bootstrap import Container, bootstrap
+from promptstack.core.clock import FrozenClock
+from promptstack.core.settings import Settings
 from promptstack.main import create_app
 from tests.ai.test_llm_fallback import FREE, Unwell
 from tests.ai.test_llm_generate import account_state, calls_of, funded
+from tests.fixtures.documents import WordHashEmbedder
 from tests.fixtures.redis_server import free_port
 from tests.fixtures.support import Account, Api, eventually
 
@@ -68,8 +73,11 @@ async def test_the_models_are_listed_by_the_ids_model_takes(api: Api, base_url: 
     models = [model async for model in client.models.list()]
     demo = await client.models.retrieve("demo")
 
-    assert [m.id for m in models] == ["demo"]  # only providers that can be called
+    # Only providers that can be called, and the embedding model.
+    assert [m.id for m in models] == ["demo", WordHashEmbedder.name]
     assert (demo.id, demo.owned_by) == ("demo", "demo")
+    embedder = await client.models.retrieve(WordHashEmbedder.name)
+    assert embedder.owned_by == "promptstack"
 
 
 @pytest.mark.adapter_only
@@ -281,14 +289,63 @@ class TestErrors:
         assert response.status_code == 401
         assert response.json()["error"]["type"] == "authentication_error"
 
-    async def test_embeddings_are_not_served_yet(self, api: Api, base_url: str) -> None:
+
+class TestEmbeddings:
+    async def test_texts_are_embedded_by_the_document_model(self, api: Api, base_url: str) -> None:
+        _, client = await keyed(api, base_url)
+        texts = ["Refunds reach the card.", "Parcels leave at noon."]
+
+        # The client asks for base64 unless told otherwise, and decodes it.
+        packed = await client.embeddings.create(model=WordHashEmbedder.name, input=texts)
+        plain = await client.embeddings.create(
+            model=WordHashEmbedder.name, input=texts[0], encoding_format="float"
+        )
+
+        expected = WordHashEmbedder().embed(texts)
+        assert [item.index for item in packed.data] == [0, 1]
+        assert np.allclose([item.embedding for item in packed.data], expected, atol=1e-7)
+        assert np.allclose(plain.data[0].embedding, expected[0], atol=1e-7)
+        assert packed.model == WordHashEmbedder.name
+        assert (
+            packed.usage.prompt_tokens
+            == packed.usage.total_tokens
+            == sum(WordHashEmbedder().count_tokens(text) for text in texts)
+        )
+
+    async def test_what_the_model_cannot_do_is_refused(self, api: Api, base_url: str) -> None:
+        _, client = await keyed(api, base_url)
+        model = WordHashEmbedder.name
+
+        with pytest.raises(openai.NotFoundError):
+            await client.embeddings.create(model="text-embedding-3-small", input="Hi")
+        with pytest.raises(openai.BadRequestError) as wrong_size:
+            await client.embeddings.create(model=model, input="Hi", dimensions=1536)
+        with pytest.raises(openai.BadRequestError) as too_long:
+            await client.embeddings.create(model=model, input=["Hi", "word " * 600])
+        with pytest.raises(openai.BadRequestError):
+            await client.embeddings.create(model=model, input=[])
+
+        assert wrong_size.value.param == "dimensions"
+        assert too_long.value.param == "input.1"
+
+
+@pytest.mark.adapter_only
+class TestTheShippedModel:
+    @pytest.fixture
+    async def container(self, settings: Settings, clock: FrozenClock) -> AsyncIterator[Container]:
+        built = bootstrap(settings, clock=clock)  # the default embedder: MiniLM
+        yield built
+        await built.aclose()
+
+    async def test_the_default_model_serves_embeddings(self, api: Api, base_url: str) -> None:
         _, client = await keyed(api, base_url)
 
-        with pytest.raises(openai.InternalServerError) as raised:
-            await client.embeddings.create(model="demo", input="Hi")
+        answer = await client.embeddings.create(model=MiniLM.name, input="How do refunds work?")
 
-        assert raised.value.status_code == 501
-        assert raised.value.code == "not_implemented"
+        vector = np.array(answer.data[0].embedding)
+        assert vector.shape == (MiniLM.dimension,)
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+        assert np.allclose(vector, MiniLM().embed(["How do refunds work?"])[0], atol=1e-6)
 
 
 class TestCredits:

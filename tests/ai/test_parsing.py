@@ -3,54 +3,10 @@ password), UTF-8 text and Markdown; anything else is refused, and so is no text.
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from pypdf import PdfReader, PdfWriter
 
 from promptstack.ai.documents.parsing import NoText, UnsupportedDocument, parse
-
-
-def pdf(*pages: str) -> bytes:
-    """A small real PDF, one page per text, in Helvetica."""
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"",  # the page tree, filled in below
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    kids = []
-    for text in pages:
-        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-        content = len(objects)
-        objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % content
-        )
-        kids.append(f"{len(objects)} 0 R")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>".encode()
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for n, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
-    table = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(
-        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, table)
-    )
-    return out.getvalue()
-
-
-def encrypted(data: bytes, user_password: str) -> bytes:
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
-    writer.encrypt(user_password=user_password, owner_password="owner-secret")
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+from tests.fixtures.documents import encrypted, pdf
 
 
 def test_a_pdfs_text_is_read_page_by_page() -> None:

@@ -25,6 +25,7 @@ from promptstack.cli import app
 from promptstack.core.database import Base
 from promptstack.core.settings import Settings
 from promptstack.main import create_app
+from promptstack.migrations.runner import compared
 from tests.fixtures.support import PASSWORD
 
 APP_TABLES = {table.name for table in Base.metadata.sorted_tables}
@@ -66,7 +67,7 @@ def _said(result: Result) -> str:
 def _sqlite_tables(path: Path) -> set[str]:
     with sqlite3.connect(path) as connection:
         rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    return {name for (name,) in rows}
+    return {name for (name,) in rows if compared(name, "table", {})}
 
 
 def _sqlite_url(path: Path) -> str:

@@ -1,5 +1,6 @@
 """The README and the docs say what the code does: each command and option in the
-README's table is one `--help` lists and the reverse, and every link resolves."""
+README's table is one `--help` lists and the reverse, every setting is in its table of
+settings and nothing else is, and every link resolves."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import typer.main
 
 from promptstack.cli import app
+from promptstack.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -22,6 +24,15 @@ def _readme_commands() -> dict[str, str]:
     section = text.split("## The `promptstack` command", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `promptstack ([a-z-]+)([^`]*)` \|", section, re.MULTILINE)
     return dict(rows)
+
+
+def test_the_readme_names_every_setting_and_no_other() -> None:
+    text = (ROOT / "README.md").read_text()
+    rows = [line for line in text.splitlines() if re.match(r"^\| `[A-Z][A-Z0-9_]+`", line)]
+    named = {
+        name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])
+    }
+    assert named == {name.upper() for name in Settings.model_fields}
 
 
 def _cli() -> dict[str, Any]:

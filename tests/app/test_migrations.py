@@ -26,7 +26,7 @@ import promptstack.tables  # noqa: F401  (registers every table on the metadata)
 from promptstack.accounts.service import NewAccount
 from promptstack.bootstrap import bootstrap
 from promptstack.core.database import NAMING_CONVENTION, Base
-from promptstack.migrations.runner import alembic_config
+from promptstack.migrations.runner import alembic_config, compared
 from tests.conftest import make_settings
 from tests.fixtures.support import PASSWORD
 
@@ -55,13 +55,17 @@ async def _alembic(database_url: str, name: str, revision: str) -> None:
 def _differences(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(
         connection=connection,
-        opts={"compare_type": True, "target_metadata": Base.metadata},
+        opts={
+            "compare_type": True,
+            "target_metadata": Base.metadata,
+            "include_name": compared,
+        },
     )
     return list(compare_metadata(context, Base.metadata))
 
 
 def _state(connection: Connection) -> tuple[set[str], str | None]:
-    tables = set(inspect(connection).get_table_names())
+    tables = {name for name in inspect(connection).get_table_names() if compared(name, "table", {})}
     return tables, MigrationContext.configure(connection).get_current_revision()
 
 
@@ -143,7 +147,12 @@ def _constraint_names(connection: Connection) -> dict[str, list[tuple[str, str, 
     for table in sorted(APP_TABLES):
         items: list[tuple[str, str, str | None]] = []
         pk = inspector.get_pk_constraint(table)
-        items.append(("pk", ",".join(pk["constrained_columns"]), pk["name"]))
+        # SQLite's AUTOINCREMENT exists only on a column's own, unnamed, primary key.
+        autoincrement = connection.dialect.name == "sqlite" and Base.metadata.tables[
+            table
+        ].kwargs.get("sqlite_autoincrement")
+        pk_name = f"pk_{table}" if autoincrement and pk["name"] is None else pk["name"]
+        items.append(("pk", ",".join(pk["constrained_columns"]), pk_name))
         items += [
             ("uq", ",".join(uq["column_names"]), uq["name"])
             for uq in inspector.get_unique_constraints(table)

@@ -24,6 +24,11 @@ Operation = tuple[str, str, dict[str, Any]]
 # The ids generated clients name their methods by: renaming one breaks those clients, so a
 # change here is a deliberate one.
 OPERATION_IDS = {
+    "documents-upload-document",
+    "documents-list-documents",
+    "documents-get-document",
+    "documents-delete-document",
+    "documents-search-documents",
     "health-liveness",
     "health-readiness",
     "auth-register",
@@ -101,7 +106,11 @@ def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 
 
 def body_schema(schema: dict[str, Any], operation: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    ((media_type, content),) = operation["requestBody"]["content"].items()
+    """The body's JSON schema; an upload that also takes a form is described by its JSON."""
+    contents = operation["requestBody"]["content"]
+    if "application/json" in contents:
+        return "application/json", resolve(schema, contents["application/json"]["schema"])
+    ((media_type, content),) = contents.items()
     return media_type, resolve(schema, content["schema"])
 
 

@@ -305,6 +305,18 @@ class Settings(BaseSettings):
     openai_compatible_api_key: SecretStr | None = None
     openai_compatible_models: Annotated[list[ModelName], NoDecode] = Field(default_factory=list)
 
+    # --- ai: documents ----------------------------------------------------------------------
+    # An upload may be this large (above MAX_REQUEST_BODY_BYTES: this route alone).
+    document_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
+    # Chunks hold at most this many of the embedding model's tokens (MiniLM reads 256,
+    # two of them its own markers), each starting with up to the overlap of the last one.
+    document_chunk_tokens: int = Field(default=200, ge=16, le=254)
+    document_chunk_overlap_tokens: int = Field(default=40, ge=0, le=128)
+    # Chunks embedded per call (and per progress report).
+    document_embed_batch: int = Field(default=32, ge=1, le=1024)
+    # Exact search keeps users' vectors in memory, up to this much per process.
+    document_vector_cache_mb: int = Field(default=256, ge=0, le=1024 * 1024)
+
     @field_validator(
         "trusted_proxies",
         "cors_origins",
@@ -350,6 +362,14 @@ class Settings(BaseSettings):
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not valid JSON: {exc}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _overlap_inside_a_chunk(self) -> Settings:
+        if self.document_chunk_overlap_tokens >= self.document_chunk_tokens:
+            raise ValueError(
+                "DOCUMENT_CHUNK_OVERLAP_TOKENS must be less than DOCUMENT_CHUNK_TOKENS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _deployments_need_a_real_secret(self) -> Settings:

@@ -11,7 +11,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -358,25 +358,30 @@ class BodyLimitMiddleware:
 
     A declared `Content-Length` over the limit is refused before anything is read; a
     body streamed without one is counted as it arrives and cut off at the limit, so no
-    client can make the service buffer more than that.
+    client can make the service buffer more than that. The paths in `larger` (an
+    upload's, say) have limits of their own.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, larger: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.max_bytes)
         declared = header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             response = problem_response(
                 scope.get("state", {}).get("request_id"),
                 status=413 if declared.isdigit() else 400,
                 code="content_too_large" if declared.isdigit() else "bad_request",
                 title="Content too large" if declared.isdigit() else "Bad request",
-                detail=f"Request bodies are limited to {self.max_bytes} bytes."
+                detail=f"Request bodies are limited to {limit} bytes."
                 if declared.isdigit()
                 else "The Content-Length header is not a number.",
             )
@@ -389,10 +394,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(
-                        413, f"Request bodies are limited to {self.max_bytes} bytes."
-                    )
+                if received > limit:
+                    raise HTTPException(413, f"Request bodies are limited to {limit} bytes.")
             return message
 
         await self.app(scope, counted_receive, send)

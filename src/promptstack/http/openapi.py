@@ -9,7 +9,7 @@ not decode or is too large, 429 where the rate limiter counts the path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -27,9 +27,14 @@ def operation_id(route: APIRoute) -> str:
 
 
 def publish_problems(
-    app: FastAPI, *, max_body_bytes: int, rate_limited: Callable[[str], bool]
+    app: FastAPI,
+    *,
+    max_body_bytes: int,
+    rate_limited: Callable[[str], bool],
+    body_limits: Mapping[str, int] | None = None,
 ) -> None:
-    """Make `app.openapi()` state every problem an operation can answer, and only those."""
+    """Make `app.openapi()` state every problem an operation can answer, and only those;
+    `body_limits` names the paths whose bodies may exceed `max_body_bytes`."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -43,7 +48,8 @@ def publish_problems(
             schemas[model.__name__] = found
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
-                _complete(operation, path, max_body_bytes, rate_limited)
+                limit = (body_limits or {}).get(path, max_body_bytes)
+                _complete(operation, path, limit, rate_limited)
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         app.openapi_schema = schema

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import promptstack.tables  # noqa: F401  (registers every table on the metadata)
 from promptstack.core.database import Base
 from promptstack.core.settings import Settings
+from promptstack.migrations.runner import compared
 
 config = context.config
 target_metadata = Base.metadata
@@ -27,6 +28,7 @@ def _configure(**kwargs: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite alters tables by copying them
         compare_type=True,
+        include_name=compared,
         **kwargs,  # type: ignore[arg-type]
     )
 

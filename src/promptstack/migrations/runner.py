@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from promptstack.core.database import Base
 from promptstack.core.settings import Settings
 
 
@@ -33,6 +34,15 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
     # The migration environment runs its own event loop, which cannot nest in this one.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(command.upgrade, config, revision).result()
+
+
+def compared(name: str | None, type_: str, parent_names: object) -> bool:
+    """Whether autogenerate and the schema test compare this table, column or index:
+    not the ones a migration makes by hand for one database (an FTS5 table and its
+    shadow tables, a generated column), which models name in `unmapped_prefixes`, and
+    not SQLite's own (`sqlite_sequence`)."""
+    prefixes: set[str] = Base.metadata.info.get("unmapped_prefixes", set())
+    return name is None or not name.startswith(("sqlite_", *prefixes))
 
 
 @cache

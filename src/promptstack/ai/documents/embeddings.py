@@ -49,6 +49,11 @@ class Embedder(Protocol):
     @property
     def dimension(self) -> int: ...
 
+    @property
+    def max_input_tokens(self) -> int:
+        """The most tokens of a text it reads (its own markers aside); it ignores more."""
+        ...
+
     def count_tokens(self, text: str) -> int:
         """Tokens of the model's own tokenizer, without its special tokens."""
         ...
@@ -80,6 +85,7 @@ class MiniLM:
 
     name = "all-MiniLM-L6-v2-int8"
     dimension = 384
+    max_input_tokens = MAX_SEQUENCE_TOKENS - 2  # [CLS] and [SEP]
 
     def __init__(self, *, threads: int = 1) -> None:
         self._threads = threads

@@ -36,9 +36,14 @@ class Parsed:
 
 
 def parse(data: bytes) -> Parsed:
+    """The text of an upload's bytes, and what kind of document they hold."""
     if data.startswith(PDF_SIGNATURE):
         return Parsed("pdf", _checked(_pdf_text(data)))
-    text = _as_text(data)
+    return read_text(_as_text(data))
+
+
+def read_text(text: str) -> Parsed:
+    """Text given as text (a JSON upload's `content`): Markdown or plain."""
     kind: Kind = "markdown" if _MARKDOWN.search(text) else "text"
     return Parsed(kind, _checked(text))
 

@@ -118,6 +118,13 @@ class GenerateIn(Input):
         StrictBool,
         Field(description="Answer with server-sent events: delta, then usage and done (or error)"),
     ] = False
+    use_documents: Annotated[
+        StrictBool,
+        Field(
+            description="Answer from your documents: the passages that best match the prompt "
+            "are given to the model as numbered sources, and the answer has `citations`"
+        ),
+    ] = False
 
     def ask(self) -> Ask:
         return Ask(
@@ -126,7 +133,17 @@ class GenerateIn(Input):
             model=self.model,
             max_tokens=self.max_tokens,
             temperature=self.temperature,
+            use_documents=self.use_documents,
         )
+
+
+class CitationOut(Output):
+    number: int = Field(description="The source's number, as the answer cites it: [1]")
+    document_id: uuid.UUID
+    title: str
+    chunk_index: int
+    score: float = Field(description="How well the passage matched the prompt (hybrid search)")
+    cited: bool = Field(description="Whether the answer refers to this source")
 
 
 class GenerateOut(Output):
@@ -142,6 +159,10 @@ class GenerateOut(Output):
     cost_micros: int = Field(description="What the call cost, in millionths of a credit")
     credits_charged: int = Field(
         description="Whole credits taken from the balance; parts of a credit carry over"
+    )
+    citations: list[CitationOut] | None = Field(
+        default=None,
+        description="With use_documents: every source the model was given, by its number",
     )
 
     @classmethod
@@ -159,6 +180,9 @@ class GenerateOut(Output):
             usage_exact=usage.exact,
             cost_micros=answer.call.cost_micros,
             credits_charged=answer.call.credits_charged,
+            citations=None
+            if answer.citations is None
+            else [CitationOut.model_validate(citation) for citation in answer.citations],
         )
 
 

@@ -31,9 +31,11 @@ from promptstack.ai.llm.providers.base import (
     ProviderTimeout,
     TokenCount,
     Usage,
+    with_sources,
 )
 from promptstack.ai.llm.quotas import CallLimits, Refusal
 from promptstack.ai.llm.registry import ProviderRegistry
+from promptstack.ai.llm.retrieval import SOURCES, Citation, Passage, Retriever, citations, sources
 from promptstack.ai.llm.usage import ClosedCall, OpenCall, Served, UsageLedger
 from promptstack.core.errors import (
     AppError,
@@ -111,6 +113,9 @@ class Ask:
     max_tokens: int | None = None
     temperature: float | None = None
     history: tuple[Message, ...] = ()
+    # Answer from the caller's documents: the passages found for the prompt become the
+    # provider's numbered sources, and the answer carries its citations.
+    use_documents: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,7 @@ class Answer:
     completion: Completion
     provider: str
     call: ClosedCall
+    citations: tuple[Citation, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +161,11 @@ class _Prepared:
     user: str
     day: date  # the day the call's tokens count on
     tokens: int  # taken from the caller's limits
+    passages: tuple[Passage, ...] | None  # the sources given, when answering from documents
+
+    def answer(self, completion: Completion, attempt: _Attempt, call: ClosedCall) -> Answer:
+        found = None if self.passages is None else citations(completion.text, self.passages)
+        return Answer(completion, attempt.provider.name, call, citations=found)
 
 
 class LlmGateway:
@@ -169,8 +180,10 @@ class LlmGateway:
         *,
         default: str,
         fallbacks: tuple[str, ...] = (),
+        retriever: Retriever | None = None,
     ) -> None:
         self.registry = registry
+        self.retriever = retriever
         self.usage = usage
         self.limits = limits
         self.guards = guards
@@ -237,7 +250,7 @@ class LlmGateway:
             await self._close(prepared, attempt, Outcome.CANCELLED, Usage(0, 0, exact=False))
             raise
         closed = await self._close(prepared, attempt, Outcome.SUCCESS, completion.usage)
-        return Answer(completion=completion, provider=attempt.provider.name, call=closed)
+        return prepared.answer(completion, attempt, closed)
 
     async def stream(self, user: UserSnapshot, ask: Ask) -> AsyncIterator[StreamEvent]:
         """Hold the credits now, so a call that cannot be made is refused before any
@@ -297,7 +310,7 @@ class LlmGateway:
         closed = await self._close(prepared, attempt, Outcome.SUCCESS, usage)
         text = "".join(pieces)
         completion = Completion(text, attempt.request.model, usage, finish_reason=finish)
-        yield Answer(completion=completion, provider=attempt.provider.name, call=closed)
+        yield prepared.answer(completion, attempt, closed)
 
     def _produced(self, attempt: _Attempt, pieces: list[str]) -> Usage:
         """What a stream that reported no usage cost, counted here: never exact."""
@@ -305,14 +318,22 @@ class LlmGateway:
         completion = attempt.provider.count_tokens(text, attempt.request.model).tokens
         return Usage(attempt.counted_prompt_tokens, completion, exact=False)
 
-    def _attempt(self, provider: Provider, model: ModelInfo, ask: Ask, max_tokens: int) -> _Attempt:
+    def _attempt(
+        self,
+        provider: Provider,
+        model: ModelInfo,
+        ask: Ask,
+        max_tokens: int,
+        passages: tuple[Passage, ...],
+    ) -> _Attempt:
         request = CompletionRequest(
             model=model.id,
             messages=(*ask.history, Message("user", ask.prompt)),
             max_tokens=min(max_tokens, model.max_output_tokens),
             temperature=ask.temperature,
+            sources=sources(passages),
         )
-        counts = [provider.count_tokens(m.content, model.id) for m in request.messages]
+        counts = [provider.count_tokens(m.content, model.id) for m in with_sources(request)]
         counted = sum(count.tokens for count in counts)
         held = counted
         if not all(count.exact for count in counts):
@@ -336,12 +357,14 @@ class LlmGateway:
         provider = self.choose(user, ask.provider)
         model = _model_of(provider, ask.model)
         max_tokens = _max_tokens(model, ask.max_tokens)
+        passages = await self._passages(user, ask)
         chain = tuple(
             self._attempt(
                 candidate,
                 model if candidate is provider else _model_of(candidate, None),
                 ask,
                 max_tokens,
+                passages or (),
             )
             for candidate in self._chain(provider)
         )
@@ -367,7 +390,14 @@ class LlmGateway:
         except BaseException:
             await asyncio.shield(self.limits.give_back(str(user.id), day, tokens))
             raise
-        return _Prepared(chain, call, str(user.id), day, tokens)
+        return _Prepared(chain, call, str(user.id), day, tokens, passages)
+
+    async def _passages(self, user: UserSnapshot, ask: Ask) -> tuple[Passage, ...] | None:
+        if not ask.use_documents:
+            return None
+        if self.retriever is None:
+            raise FeatureDisabled("answers from documents are not set up in this deployment")
+        return tuple(await self.retriever.passages(user, ask.prompt, SOURCES))
 
     async def _close(
         self,

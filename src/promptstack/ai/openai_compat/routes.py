@@ -7,6 +7,7 @@ ledger, fallbacks and feature flag; a personal API key or an access token admits
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -17,6 +18,8 @@ from fastapi import APIRouter, Path
 from fastapi.responses import StreamingResponse
 
 from promptstack.accounts.credits import InsufficientCredits
+from promptstack.ai.documents.dependencies import DocumentsDep
+from promptstack.ai.documents.service import Documents
 from promptstack.ai.llm.dependencies import AiUser, LlmGatewayDep
 from promptstack.ai.llm.providers.base import Usage
 from promptstack.ai.llm.registry import ProviderNotAvailable
@@ -42,14 +45,21 @@ from promptstack.ai.openai_compat.schemas import (
     ChatCompletionIn,
     ChatCompletionOut,
     ChoiceOut,
+    EmbeddingOut,
+    EmbeddingsIn,
+    EmbeddingsOut,
+    EmbeddingUsageOut,
     ModelOut,
     ModelsOut,
     UsageOut,
 )
-from promptstack.core.errors import AppError, NotFound, Unauthorized, ValidationFailed
+from promptstack.core.errors import NotFound, Unauthorized, ValidationFailed
 from promptstack.http.openapi import problem_responses
 from promptstack.http.problems import problem_of
 from promptstack.http.sse import MEDIA_TYPE, event_stream
+
+# Who /v1/models says the embedding model belongs to: it runs here, not at a provider.
+EMBEDDINGS_OWNER = "promptstack"
 
 router = APIRouter(
     prefix="/v1",
@@ -74,12 +84,6 @@ CHUNK_EVENT = {
 class ModelNotFound(NotFound):
     code = "model_not_found"
     title = "No such model"
-
-
-class NotYetImplemented(AppError):
-    status = 501
-    code = "not_implemented"
-    title = "Not implemented"
 
 
 def _model_ids(gateway: LlmGateway) -> list[tuple[str, str, str]]:
@@ -132,11 +136,10 @@ def _served(answer: Answer) -> str:
 
 
 @router.get("/models", response_model=ModelsOut)
-async def list_models(user: AiUser, gateway: LlmGatewayDep) -> ModelsOut:
-    """The models that can be called here, by the ids `model` takes."""
-    return ModelsOut(
-        data=[ModelOut(id=shown, owned_by=provider) for shown, provider, _ in _model_ids(gateway)]
-    )
+async def list_models(user: AiUser, gateway: LlmGatewayDep, documents: DocumentsDep) -> ModelsOut:
+    """The models that can be called here, by the ids `model` takes: the chat models,
+    and the embedding model."""
+    return ModelsOut(data=_models(gateway, documents))
 
 
 @router.get(
@@ -146,11 +149,17 @@ async def read_model(
     model_id: Annotated[str, Path(max_length=PROVIDER_MAX_LENGTH + 1 + MODEL_MAX_LENGTH)],
     user: AiUser,
     gateway: LlmGatewayDep,
+    documents: DocumentsDep,
 ) -> ModelOut:
-    for shown, provider, _ in _model_ids(gateway):
-        if shown == model_id:
-            return ModelOut(id=shown, owned_by=provider)
+    for model in _models(gateway, documents):
+        if model.id == model_id:
+            return model
     raise ModelNotFound("no model by this id here; GET /v1/models lists them")
+
+
+def _models(gateway: LlmGateway, documents: Documents) -> list[ModelOut]:
+    chat = [ModelOut(id=shown, owned_by=provider) for shown, provider, _ in _model_ids(gateway)]
+    return [*chat, ModelOut(id=documents.model, owned_by=EMBEDDINGS_OWNER)]
 
 
 @router.post(
@@ -236,7 +245,37 @@ async def _chunks(
     yield b"data: [DONE]\n\n"
 
 
-@router.post("/embeddings", status_code=501, responses=problem_responses(NotYetImplemented))
-async def create_embeddings(user: AiUser) -> None:
-    """Not yet: embeddings arrive with the document pipeline and its embedding model."""
-    raise NotYetImplemented("embeddings are not served yet: they arrive with the document pipeline")
+@router.post(
+    "/embeddings",
+    response_model=EmbeddingsOut,
+    responses=problem_responses(ValidationFailed, ModelNotFound),
+)
+async def create_embeddings(
+    body: EmbeddingsIn, user: AiUser, documents: DocumentsDep
+) -> EmbeddingsOut:
+    """Embed text with the model the document pipeline uses (GET /v1/models lists it):
+    unit vectors, so a dot product is the cosine. A text longer than the model reads is
+    refused rather than cut."""
+    if body.model != documents.model:
+        raise ModelNotFound(f"the embedding model here is {documents.model}")
+    if body.dimensions is not None and body.dimensions != documents.dimension:
+        raise ValidationFailed(
+            f"{documents.model} has {documents.dimension} dimensions", loc=("body", "dimensions")
+        )
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    vectors, tokens = await documents.embed(texts)
+    data = [
+        EmbeddingOut(index=index, embedding=_encoded(vector, body.encoding_format))
+        for index, vector in enumerate(vectors)
+    ]
+    return EmbeddingsOut(
+        data=data,
+        model=documents.model,
+        usage=EmbeddingUsageOut(prompt_tokens=tokens, total_tokens=tokens),
+    )
+
+
+def _encoded(vector: Any, encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return [float(value) for value in vector]

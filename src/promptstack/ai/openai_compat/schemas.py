@@ -1,5 +1,5 @@
-"""OpenAI's request and answer shapes for chat completions and models, as its client
-libraries send and read them.
+"""OpenAI's request and answer shapes for chat completions, embeddings and models, as
+its client libraries send and read them.
 
 Only what the gateway can honour is accepted: a parameter it would silently ignore
 (`tools`, `n` above 1, `logprobs`, ...) is refused, as OpenAI refuses an unknown one, so
@@ -108,6 +108,53 @@ class ChatCompletionOut(Output):
     model: str = Field(description="The provider/model that answered (a fallback, maybe)")
     choices: list[ChoiceOut]
     usage: UsageOut
+
+
+# Texts embedded per request at most (OpenAI takes 2048; each is a forward pass on a CPU).
+MAX_INPUTS = 256
+EmbeddingText = Annotated[
+    str, StringConstraints(min_length=1, max_length=TEXT_MAX_LENGTH), AfterValidator(clean_text)
+]
+
+
+class EmbeddingsIn(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "all-MiniLM-L6-v2-int8", "input": ["How do refunds work?"]}]
+        }
+    )
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=MODEL_MAX_LENGTH)]
+    input: (
+        EmbeddingText | Annotated[list[EmbeddingText], Field(min_length=1, max_length=MAX_INPUTS)]
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float", description="base64: each vector as little-endian float32 bytes"
+    )
+    dimensions: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = Field(
+        default=None, description="The model's own dimension, or left out"
+    )
+    user: Annotated[str, StringConstraints(max_length=256), AfterValidator(clean_text)] | None = (
+        None
+    )
+
+
+class EmbeddingOut(Output):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsageOut(Output):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsOut(Output):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingOut]
+    model: str
+    usage: EmbeddingUsageOut
 
 
 class ModelOut(Output):

@@ -1,0 +1,171 @@
+"""Documents, their chunks, and the two searches the database does itself: full text
+(FTS5 on SQLite, a `tsvector` with a GIN index on PostgreSQL) and the cheap questions
+exact vector search asks before it reads a user's vectors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Uuid, bindparam, delete, func, insert, select, text
+from sqlalchemy.engine import Row
+
+from promptstack.ai.documents.models import Document, DocumentChunk
+from promptstack.core.pagination import Page, PageRequest
+from promptstack.core.repository import PagedQuery, Repository
+from promptstack.jobs.models import Job
+
+# A document as a reader sees it: its columns but the text, and its job's state.
+_SHOWN = (
+    Document.id,
+    Document.title,
+    Document.kind,
+    Document.size_bytes,
+    Document.chunk_count,
+    Document.model,
+    Document.created_at,
+    Document.indexed_at,
+    Document.job_id,
+    Job.state.label("job_state"),
+    Job.current.label("job_current"),
+    Job.total.label("job_total"),
+    Job.error.label("job_error"),
+)
+_OWN = (
+    select(*_SHOWN)
+    .outerjoin(Job, Job.id == Document.job_id)
+    .where(Document.user_id == bindparam("user_id"))
+)
+_LISTING = PagedQuery(_OWN, at=Document.created_at, id_=Document.id, newest_first=True)
+_ONE = _OWN.where(Document.id == bindparam("document_id"))
+
+_SQLITE_KEYWORD = text(
+    "SELECT c.id, -bm25(document_chunks_fts) AS score FROM document_chunks_fts "
+    "JOIN document_chunks AS c ON c.id = document_chunks_fts.rowid "
+    "WHERE document_chunks_fts MATCH :query AND c.user_id = :user_id "
+    "ORDER BY score DESC, c.id LIMIT :limit"
+).bindparams(bindparam("user_id", type_=Uuid()))
+_POSTGRES_KEYWORD = text(
+    "SELECT c.id, ts_rank_cd(c.search_vector, q) AS score "
+    "FROM document_chunks AS c, to_tsquery('english', :query) AS q "
+    "WHERE c.user_id = :user_id AND c.search_vector @@ q "
+    "ORDER BY score DESC, c.id LIMIT :limit"
+).bindparams(bindparam("user_id", type_=Uuid()))
+
+# A document's chunks as they are handed to `replace_chunks`.
+ChunkRow = dict[str, Any]
+ShownDocument = Row[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FoundChunk:
+    id: int
+    document_id: uuid.UUID
+    title: str
+    chunk_index: int
+    text: str
+
+
+class DocumentRepository(Repository[Document]):
+    model = Document
+
+    async def listing(self, user_id: uuid.UUID, request: PageRequest) -> Page[ShownDocument]:
+        """A user's documents, newest first; served by (user_id, created_at, id)."""
+        return await self.page_rows(_LISTING, request, {"user_id": user_id})
+
+    async def shown(self, user_id: uuid.UUID, document_id: uuid.UUID) -> ShownDocument | None:
+        """One of `user_id`'s documents; None for another user's, as for an unknown one."""
+        connection = await self.connection()
+        result = await connection.execute(_ONE, {"user_id": user_id, "document_id": document_id})
+        return cast("ShownDocument | None", result.first())
+
+    async def for_indexing(self, document_id: uuid.UUID) -> Document | None:
+        """The document, locked until the transaction ends (on PostgreSQL; SQLite has one
+        writer at a time anyway), so a deletion waits for its chunks to be written, or
+        the writing finds it gone."""
+        query = select(Document).where(Document.id == document_id).with_for_update()
+        return (await self.session.scalars(query)).first()
+
+    async def remove(self, user_id: uuid.UUID, document_id: uuid.UUID) -> bool:
+        """Delete one of `user_id`'s documents with its chunks; False when there is none."""
+        owned = select(Document.id).where(Document.id == document_id, Document.user_id == user_id)
+        if await self.session.scalar(owned.with_for_update()) is None:
+            return False
+        await self.session.execute(
+            delete(DocumentChunk).where(DocumentChunk.document_id == document_id)
+        )
+        await self.session.execute(delete(Document).where(Document.id == document_id))
+        return True
+
+    async def replace_chunks(self, document_id: uuid.UUID, rows: Sequence[ChunkRow]) -> None:
+        """The document's chunks become `rows`, whatever it had before."""
+        await self.session.execute(
+            delete(DocumentChunk).where(DocumentChunk.document_id == document_id)
+        )
+        if rows:
+            await self.session.execute(insert(DocumentChunk), list(rows))
+
+    async def vector_signature(self, user_id: uuid.UUID, model: str) -> tuple[int, int]:
+        """How many vectors of `model` the user has, and the highest chunk id among them:
+        ids are never reused, so any change to the set changes one of the two."""
+        query = select(func.count(), func.coalesce(func.max(DocumentChunk.id), 0)).where(
+            DocumentChunk.user_id == user_id, DocumentChunk.model == model
+        )
+        count, highest = (await self.session.execute(query)).one()
+        return int(count), int(highest)
+
+    async def vectors(
+        self, user_id: uuid.UUID, model: str, *, after: int = 0
+    ) -> list[tuple[int, bytes]]:
+        """The user's vectors of `model` with ids above `after`, by id."""
+        query = (
+            select(DocumentChunk.id, DocumentChunk.embedding)
+            .where(
+                DocumentChunk.user_id == user_id,
+                DocumentChunk.model == model,
+                DocumentChunk.id > after,
+            )
+            .order_by(DocumentChunk.id)
+        )
+        connection = await self.connection()
+        return [(row.id, row.embedding) for row in await connection.execute(query)]
+
+    async def keyword(
+        self, user_id: uuid.UUID, terms: Sequence[str], limit: int
+    ) -> list[tuple[int, float]]:
+        """Chunks of the user's that hold any of `terms` (words: letters, digits and _),
+        best first by the database's own rank (BM25 on SQLite, cover density on
+        PostgreSQL), as (chunk id, score)."""
+        if not terms:
+            return []
+        connection = await self.connection()
+        if connection.dialect.name == "sqlite":
+            statement, query = _SQLITE_KEYWORD, " OR ".join(f'"{term}"' for term in terms)
+        else:
+            statement, query = _POSTGRES_KEYWORD, " | ".join(terms)
+        values = {"query": query, "user_id": user_id, "limit": limit}
+        result = await connection.execute(statement, values)
+        return [(int(row.id), float(row.score)) for row in result]
+
+    async def chunks(self, user_id: uuid.UUID, ids: Sequence[int]) -> dict[int, FoundChunk]:
+        """The user's chunks among `ids`, with their documents' titles, by id."""
+        if not ids:
+            return {}
+        query = (
+            select(
+                DocumentChunk.id,
+                DocumentChunk.document_id,
+                Document.title,
+                DocumentChunk.chunk_index,
+                DocumentChunk.text,
+            )
+            .join(Document, Document.id == DocumentChunk.document_id)
+            .where(DocumentChunk.user_id == user_id, DocumentChunk.id.in_(list(ids)))
+        )
+        connection = await self.connection()
+        return {
+            row.id: FoundChunk(row.id, row.document_id, row.title, row.chunk_index, row.text)
+            for row in await connection.execute(query)
+        }

@@ -143,6 +143,14 @@ class EventsServices:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentsServices:
+    """ai/documents/: uploads and search, and the indexer the job and `reembed` run."""
+
+    service: Documents
+    indexer: DocumentIndexer
+
+
+@dataclass(frozen=True, slots=True)
 class ShopServices:
     """shop/: the catalog, orders, and the saga's payment and inventory steps."""
 
@@ -154,7 +162,7 @@ class ShopServices:
     gateway: PaymentGateway
 
 
-_GROUPS = (AccountsServices, JobsServices, EventsServices, ShopServices)
+_GROUPS = (AccountsServices, JobsServices, EventsServices, ShopServices, DocumentsServices)
 
 
 def _values(holder: object) -> list[object]:
@@ -182,7 +190,7 @@ class Container:
     shop: ShopServices
     llm: LlmGateway
     llm_usage: UsageReports
-    documents: Documents
+    documents: DocumentsServices
     events: EventsServices
 
     def services(self) -> dict[type, object]:
@@ -290,7 +298,7 @@ def bootstrap(
     relay = Relay(settings, uow, publisher, clock)
     relay.also_purge(shop.orders.forget_expired_keys)
     documents = _documents(settings, uow, kinds, jobs, embedder or MiniLM(), ids)
-    llm = _llm(settings, uow, features, credits, ids, redis_connection, documents)
+    llm = _llm(settings, uow, features, credits, ids, redis_connection, documents.service)
     relay.also_purge(llm.usage.sweep)
     uow.on_events(relay.wake)
     return Container(
@@ -407,23 +415,22 @@ def _documents(
     jobs: JobService,
     embedder: Embedder,
     ids: IdSource,
-) -> Documents:
+) -> DocumentsServices:
     """The document pipeline: its indexing job, and the service its routes use."""
-    document_jobs.register(
-        kinds,
-        DocumentIndexer(
-            uow,
-            embedder,
-            uow.clock,
-            chunk_tokens=settings.document_chunk_tokens,
-            overlap_tokens=settings.document_chunk_overlap_tokens,
-            batch=settings.document_embed_batch,
-        ),
+    indexer = DocumentIndexer(
+        uow,
+        embedder,
+        uow.clock,
+        chunk_tokens=settings.document_chunk_tokens,
+        overlap_tokens=settings.document_chunk_overlap_tokens,
+        batch=settings.document_embed_batch,
     )
+    document_jobs.register(kinds, indexer)
     vectors = ExactVectors(uow, max_bytes=settings.document_vector_cache_mb * 2**20)
-    return Documents(
+    service = Documents(
         uow, jobs, embedder, vectors, uow.clock, ids, max_bytes=settings.document_max_bytes
     )
+    return DocumentsServices(service=service, indexer=indexer)
 
 
 def _llm(

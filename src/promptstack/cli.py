@@ -499,6 +499,44 @@ async def _rebuild_projections(settings: Settings) -> int:
         await container.aclose()
 
 
+@app.command()
+def reembed(
+    everything: Annotated[
+        bool, typer.Option("--all", help="Every document, not only those of another model")
+    ] = False,
+) -> None:
+    """Embed documents again with the configured model, after a change of model.
+
+    Each document whose chunks another model made is cut and embedded again, and its
+    chunks replaced at once; search goes on meanwhile, and finds a document by the new
+    model as soon as its turn is over.
+    """
+    settings = _settings()
+    _database_ready(settings)
+    with _plainly(settings):
+        done, model = asyncio.run(_reembed(settings, everything=everything))
+    console.print(f"Embedded {done} document(s) again with {model}.")
+
+
+async def _reembed(settings: Settings, *, everything: bool) -> tuple[int, str]:
+    from rich.progress import Progress
+
+    from promptstack.bootstrap import bootstrap
+
+    container = bootstrap(settings)
+    indexer = container.documents.indexer
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"Embedding with {indexer.embedder.name}", total=None)
+            done = await indexer.reembed(
+                everything=everything,
+                advanced=lambda n, total: progress.update(task, completed=n, total=total),
+            )
+        return done, indexer.embedder.name
+    finally:
+        await container.aclose()
+
+
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-1234"  # noqa: S105  (public by design; refused in production)
 

@@ -4,13 +4,18 @@ by words and both, each user seeing only their own."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from typer.testing import CliRunner
 
+from promptstack.ai.documents.embeddings import MiniLM
 from promptstack.ai.documents.models import DocumentChunk
+from promptstack.cli import app
+from promptstack.core.settings import Settings
 from tests.fixtures.documents import DOCUMENTS, WordHashEmbedder, indexed, pdf
 from tests.fixtures.support import Account, Api, assert_problem
 
@@ -111,24 +116,14 @@ async def test_indexing_twice_leaves_one_set_of_chunks(api: Api) -> None:
         before = set((await uow.session.scalars(select(DocumentChunk.id))).all())
 
     # The job's work again, as a rerun after a crash would do it.
-    kind = api.container.jobs.runner.registry.get("document.index")
-    assert kind is not None
-    from promptstack.ai.documents.indexing import DocumentIndexer  # noqa: PLC0415
-
-    indexer = DocumentIndexer(
-        api.container.uow,
-        WordHashEmbedder(),
-        api.container.clock,
-        chunk_tokens=api.settings.document_chunk_tokens,
-        overlap_tokens=api.settings.document_chunk_overlap_tokens,
-        batch=2,
-    )
+    heard: list[tuple[int, int | None]] = []
 
     async def progress(current: int, total: int | None = None) -> None:
-        return None
+        heard.append((current, total))
 
-    await indexer.index(uuid.UUID(accepted["id"]), progress)
+    await api.container.documents.indexer.index(uuid.UUID(accepted["id"]), progress)
 
+    assert heard[-1] == (first["chunk_count"], first["chunk_count"])
     assert await chunk_rows(api, accepted["id"]) == first["chunk_count"]
     async with api.container.uow(read_only=True) as uow:
         after = set((await uow.session.scalars(select(DocumentChunk.id))).all())
@@ -291,3 +286,31 @@ async def test_another_users_better_matches_never_crowd_out_ones_own(api: Api) -
     for mode in ("semantic", "keyword", "hybrid"):
         results = await search(api, ada, "refunds refunds shoes", mode=mode, top_k=1)
         assert [r["document_id"] for r in results] == [mine["id"]], mode
+
+
+async def test_reembed_moves_every_document_to_the_configured_model(
+    api: Api, settings: Settings
+) -> None:
+    """The suite's documents are embedded by the test embedder; the command, like any
+    process built from the settings alone, embeds with the shipped model."""
+    account = await api.user()
+    returns = await upload(api, account, "Returns", RETURNS)
+    shipping = await upload(api, account, "Shipping", SHIPPING)
+    for accepted in (returns, shipping):
+        await indexed(api, account, accepted["id"])
+    env = {"DATABASE_URL": settings.database_url, "ENVIRONMENT": "test", "LOG_JSON": "false"}
+
+    first = await asyncio.to_thread(CliRunner().invoke, app, ["reembed"], env=env)
+    again = await asyncio.to_thread(CliRunner().invoke, app, ["reembed"], env=env)
+    forced = await asyncio.to_thread(CliRunner().invoke, app, ["reembed", "--all"], env=env)
+
+    assert first.exit_code == 0, first.output
+    assert f"Embedded 2 document(s) again with {MiniLM.name}" in first.output
+    assert "Embedded 0 document(s)" in again.output
+    assert "Embedded 2 document(s)" in forced.output
+    async with api.container.uow(read_only=True) as uow:
+        models = (await uow.session.scalars(select(DocumentChunk.model).distinct())).all()
+    assert list(models) == [MiniLM.name]
+    for accepted in (returns, shipping):
+        shown = await api.client.get(f"{DOCUMENTS}/{accepted['id']}", headers=account.headers)
+        assert shown.json()["model"] == MiniLM.name

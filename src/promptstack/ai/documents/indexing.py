@@ -28,6 +28,10 @@ DOCUMENT_INDEX = "document.index"
 Progress = Callable[[int, int | None], Awaitable[None]]
 
 
+async def _unheard(current: int, total: int | None = None) -> None:
+    return None
+
+
 class DocumentIndexer:
     def __init__(
         self,
@@ -76,6 +80,19 @@ class DocumentIndexer:
             "model": self.embedder.name,
             "dimension": self.embedder.dimension,
         }
+
+    async def reembed(self, *, everything: bool, advanced: Callable[[int, int], None]) -> int:
+        """Index again, one after the other, the documents whose chunks another model
+        made (or that have none), or with `everything` all of them; `advanced` hears how
+        many are done of how many. How many there were."""
+        async with self.uow(read_only=True) as reading:
+            found = await DocumentRepository.of(reading).to_reembed(
+                self.embedder.name, everything=everything
+            )
+        for done, document_id in enumerate(found, start=1):
+            await self.index(document_id, _unheard)
+            advanced(done, len(found))
+        return len(found)
 
     def _chunks(self, text: str) -> list[Chunk]:
         return chunk(

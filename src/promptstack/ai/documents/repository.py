@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Uuid, bindparam, delete, func, insert, select, text
+from sqlalchemy import Uuid, bindparam, delete, func, insert, or_, select, text
 from sqlalchemy.engine import Row
 
 from promptstack.ai.documents.models import Document, DocumentChunk
@@ -98,6 +98,14 @@ class DocumentRepository(Repository[Document]):
         )
         await self.session.execute(delete(Document).where(Document.id == document_id))
         return True
+
+    async def to_reembed(self, model: str, *, everything: bool) -> list[uuid.UUID]:
+        """The documents whose chunks are not of `model` (or not there), oldest first;
+        with `everything`, all of them."""
+        query = select(Document.id).order_by(Document.created_at, Document.id)
+        if not everything:
+            query = query.where(or_(Document.model.is_(None), Document.model != model))
+        return list((await self.session.scalars(query)).all())
 
     async def replace_chunks(self, document_id: uuid.UUID, rows: Sequence[ChunkRow]) -> None:
         """The document's chunks become `rows`, whatever it had before."""

@@ -35,10 +35,13 @@ from promptstack.main import create_app
 from promptstack.migrations.runner import upgrade
 from tests.fixtures.amqp import AMQP_TEST_URL, broker_error
 from tests.fixtures.documents import WordHashEmbedder
+from tests.fixtures.pgvector_server import pgvector_url  # noqa: F401  (a shared fixture)
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.support import Api
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The backends on a database server (PostgreSQL, and PostgreSQL with pgvector).
+SERVERS = ("postgres", "pgvector")
 POSTGRES_ADMIN_DSN = os.environ.get(
     "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -98,7 +101,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("backend") == "postgres"
+        on_postgres = callspec is not None and callspec.params.get("backend") in SERVERS
         one = item.get_closest_marker("input_only") or item.get_closest_marker("adapter_only")
         (drop if on_postgres and one else keep).append(item)
     if drop:

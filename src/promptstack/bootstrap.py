@@ -428,7 +428,14 @@ def _documents(
     document_jobs.register(kinds, indexer)
     vectors = ExactVectors(uow, max_bytes=settings.document_vector_cache_mb * 2**20)
     service = Documents(
-        uow, jobs, embedder, vectors, uow.clock, ids, max_bytes=settings.document_max_bytes
+        uow,
+        jobs,
+        embedder,
+        vectors,
+        uow.clock,
+        ids,
+        max_bytes=settings.document_max_bytes,
+        pgvector=settings.document_vector_search == "auto",
     )
     return DocumentsServices(service=service, indexer=indexer)
 

@@ -1,11 +1,14 @@
-"""Documents end to end through the API, on both databases: uploads of text, Markdown
-and PDF, the indexing job followed to the end, reading, deleting, and search by meaning,
-by words and both, each user seeing only their own."""
+"""Documents end to end through the API: uploads of text, Markdown and PDF, the indexing
+job followed to the end, reading, deleting, and search by meaning, by words and both,
+each user seeing only their own. On SQLite, on PostgreSQL (exact vector search), and on
+PostgreSQL with pgvector (its HNSW index, and a test embedder of the dimension it
+serves)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,13 +16,47 @@ from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from promptstack.ai.documents.embeddings import MiniLM
-from promptstack.ai.documents.models import DocumentChunk
+from promptstack.ai.documents.models import PGVECTOR_DIMENSION, DocumentChunk
+from promptstack.bootstrap import Container, bootstrap
 from promptstack.cli import app
+from promptstack.core.clock import FrozenClock
 from promptstack.core.settings import Settings
+from tests.conftest import empty_postgres
 from tests.fixtures.documents import DOCUMENTS, WordHashEmbedder, indexed, pdf
 from tests.fixtures.support import Account, Api, assert_problem
 
 SEARCH = f"{DOCUMENTS}/search"
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("pgvector", marks=pytest.mark.postgres),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(database_url: str, backend: str, request: pytest.FixtureRequest) -> str:
+    if backend != "pgvector":
+        return database_url
+    url: str = request.getfixturevalue("pgvector_url")
+    asyncio.run(empty_postgres(url))
+    return url
+
+
+@pytest.fixture
+async def container(
+    settings: Settings, clock: FrozenClock, backend: str
+) -> AsyncIterator[Container]:
+    embedder = WordHashEmbedder(PGVECTOR_DIMENSION if backend == "pgvector" else 256)
+    built = bootstrap(settings, clock=clock, embedder=embedder)
+    yield built
+    await built.aclose()
+
 
 RETURNS = (
     "# Returns\n\nUnworn shoes can be returned within thirty days of delivery.\n\n"
@@ -67,7 +104,7 @@ async def test_a_text_upload_is_indexed_into_chunks_and_found(api: Api) -> None:
     assert document["kind"] == "markdown"
     assert document["title"] == "Returns policy"
     assert document["size_bytes"] == len(RETURNS.encode())
-    assert document["model"] == WordHashEmbedder.name
+    assert document["model"] == api.container.documents.service.model
     assert document["chunk_count"] >= 1
     assert document["chunk_count"] == await chunk_rows(api, accepted["id"])
     job = document["job"]

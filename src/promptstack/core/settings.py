@@ -316,6 +316,9 @@ class Settings(BaseSettings):
     document_embed_batch: int = Field(default=32, ge=1, le=1024)
     # Exact search keeps users' vectors in memory, up to this much per process.
     document_vector_cache_mb: int = Field(default=256, ge=0, le=1024 * 1024)
+    # auto: through pgvector's HNSW index where PostgreSQL has it (migration 0016), else
+    # exact; exact: always every vector, scored in numpy.
+    document_vector_search: Literal["auto", "exact"] = "auto"
 
     @field_validator(
         "trusted_proxies",

@@ -4,7 +4,10 @@ A chunk's vector is kept as float32 bytes on both databases, with the name and t
 dimension of the model that made it; that copy is what exact search reads and what
 every other index is built from. Full-text indexes live beside the table, outside the
 models (migration 0015): an FTS5 table kept by triggers on SQLite, a generated
-`tsvector` column with a GIN index on PostgreSQL.
+`tsvector` column with a GIN index on PostgreSQL. On a PostgreSQL with the pgvector
+extension, `document_vectors` holds the vectors of 384 dimensions again, as pgvector's
+type, under an HNSW index (migration 0016); it exists on no other database, so it is
+described on a metadata of its own.
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
+from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Column,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -33,7 +40,15 @@ TITLE_MAX_LENGTH = 200
 MODEL_NAME_MAX_LENGTH = 64
 # Made by hand in migration 0015, for one database each, and mapped by no model: the
 # schema comparison (`migrations.runner.compared`) leaves names that start so alone.
-UNMAPPED_PREFIXES = ("document_chunks_fts", "search_vector", "ix_document_chunks_search_vector")
+UNMAPPED_PREFIXES = (
+    "document_chunks_fts",
+    "search_vector",
+    "ix_document_chunks_search_vector",
+    "document_vectors",
+)
+# The dimension pgvector's index serves: the shipped model's. Other models' vectors are
+# searched exactly.
+PGVECTOR_DIMENSION = 384
 
 
 Base.metadata.info.setdefault("unmapped_prefixes", set()).update(UNMAPPED_PREFIXES)
@@ -109,3 +124,19 @@ class DocumentChunk(Base):
     dimension: Mapped[int] = mapped_column(Integer)
     # float32, little-endian, `dimension` values, unit length.
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+PGVECTOR = MetaData()
+document_vectors = Table(
+    "document_vectors",
+    PGVECTOR,
+    Column(
+        "chunk_id",
+        BigInteger,
+        ForeignKey("document_chunks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", Uuid, nullable=False),
+    Column("model", String(MODEL_NAME_MAX_LENGTH), nullable=False),
+    Column("embedding", Vector(PGVECTOR_DIMENSION), nullable=False),
+)

@@ -1,6 +1,7 @@
-"""Documents, their chunks, and the two searches the database does itself: full text
-(FTS5 on SQLite, a `tsvector` with a GIN index on PostgreSQL) and the cheap questions
-exact vector search asks before it reads a user's vectors."""
+"""Documents, their chunks, and the searches the database does itself: full text (FTS5
+on SQLite, a `tsvector` with a GIN index on PostgreSQL), nearest neighbours through
+pgvector's HNSW index where PostgreSQL has it, and the cheap questions exact vector
+search asks before it reads a user's vectors."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Uuid, bindparam, delete, func, insert, or_, select, text
 from sqlalchemy.engine import Row
 
-from promptstack.ai.documents.models import Document, DocumentChunk
+from promptstack.ai.documents.models import (
+    PGVECTOR_DIMENSION,
+    Document,
+    DocumentChunk,
+    document_vectors,
+)
 from promptstack.core.pagination import Page, PageRequest
 from promptstack.core.repository import PagedQuery, Repository
 from promptstack.jobs.models import Job
@@ -108,12 +116,59 @@ class DocumentRepository(Repository[Document]):
         return list((await self.session.scalars(query)).all())
 
     async def replace_chunks(self, document_id: uuid.UUID, rows: Sequence[ChunkRow]) -> None:
-        """The document's chunks become `rows`, whatever it had before."""
+        """The document's chunks become `rows`, whatever it had before (their vectors in
+        pgvector's index too, where there is one)."""
         await self.session.execute(
             delete(DocumentChunk).where(DocumentChunk.document_id == document_id)
         )
-        if rows:
+        if not rows:
+            return
+        if not await self.has_vector_index():
             await self.session.execute(insert(DocumentChunk), list(rows))
+            return
+        stored = await self.session.execute(
+            insert(DocumentChunk).returning(DocumentChunk.id, sort_by_parameter_order=True),
+            list(rows),
+        )
+        indexed = [
+            {
+                "chunk_id": chunk_id,
+                "user_id": row["user_id"],
+                "model": row["model"],
+                "embedding": np.frombuffer(row["embedding"], dtype="<f4"),
+            }
+            for chunk_id, row in zip(stored.scalars().all(), rows, strict=True)
+            if row["dimension"] == PGVECTOR_DIMENSION
+        ]
+        if indexed:
+            await self.session.execute(insert(document_vectors), indexed)
+
+    async def has_vector_index(self) -> bool:
+        """Whether this database keeps vectors under pgvector's index (migration 0016)."""
+        connection = await self.connection()
+        if connection.dialect.name != "postgresql":
+            return False
+        found = await connection.scalar(text("SELECT to_regclass('document_vectors') IS NOT NULL"))
+        return bool(found)
+
+    async def nearest(
+        self, user_id: uuid.UUID, model: str, query: npt.NDArray[np.float32], top_k: int
+    ) -> list[tuple[int, float]]:
+        """The user's `top_k` chunks of `model` closest to `query` through pgvector's HNSW
+        index, as (chunk id, cosine). The scan is iterative: it goes on past chunks of
+        other users until it has `top_k` of this one's (or has seen `max_scan_tuples`),
+        in exact distance order."""
+        connection = await self.connection()
+        await connection.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+        await connection.execute(text(f"SET LOCAL hnsw.ef_search = {max(100, min(top_k, 1000))}"))
+        distance = document_vectors.c.embedding.cosine_distance(query)
+        found = await connection.execute(
+            select(document_vectors.c.chunk_id, (1 - distance).label("score"))
+            .where(document_vectors.c.user_id == user_id, document_vectors.c.model == model)
+            .order_by(distance)
+            .limit(top_k)
+        )
+        return [(int(row.chunk_id), float(row.score)) for row in found]
 
     async def vector_signature(self, user_id: uuid.UUID, model: str) -> tuple[int, int]:
         """How many vectors of `model` the user has, and the highest chunk id among them:

@@ -22,6 +22,7 @@ from promptstack.accounts.models import UserSnapshot
 from promptstack.ai.documents.embeddings import Embedder, Vectors
 from promptstack.ai.documents.indexing import DOCUMENT_INDEX
 from promptstack.ai.documents.models import (
+    PGVECTOR_DIMENSION,
     TITLE_MAX_LENGTH,
     Document,
     DocumentKind,
@@ -120,6 +121,7 @@ class Documents:
         ids: IdSource,
         *,
         max_bytes: int,
+        pgvector: bool = True,
     ) -> None:
         self.uow = uow
         self.jobs = jobs
@@ -128,6 +130,11 @@ class Documents:
         self.clock = clock
         self.ids = ids
         self.max_bytes = max_bytes
+        # Whether to search through pgvector's index where the database has one; known
+        # after the first semantic search.
+        self._pgvector: bool | None = (
+            None if pgvector and embedder.dimension == PGVECTOR_DIMENSION else False
+        )
 
     async def upload_file(
         self, actor: UserSnapshot, data: bytes, *, filename: str | None, title: str | None
@@ -259,6 +266,13 @@ class Documents:
         self, user_id: uuid.UUID, query: str, depth: int
     ) -> list[tuple[int, float]]:
         vector = (await asyncio.to_thread(self.embedder.embed, [query]))[0]
+        if self._pgvector is not False:
+            async with self.uow(read_only=True) as uow:
+                documents = DocumentRepository.of(uow)
+                if self._pgvector is None:
+                    self._pgvector = await documents.has_vector_index()
+                if self._pgvector:
+                    return await documents.nearest(user_id, self.embedder.name, vector, depth)
         return await self.vectors.nearest(user_id, self.embedder.name, vector, depth)
 
     async def _keyword(self, user_id: uuid.UUID, query: str, depth: int) -> list[tuple[int, float]]:

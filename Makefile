@@ -88,6 +88,11 @@ bench-logins: $(DEV)
 bench-llm: $(DEV)
 	$(BIN)/python bench/llm.py $(BENCH_ARGS)
 
+## Benchmark the document pipeline: ingestion on one core, search at 10^3 to 10^5 chunks.
+.PHONY: bench-documents
+bench-documents: $(DEV)
+	$(BIN)/python bench/documents.py $(BENCH_ARGS)
+
 ## Resolve the dependencies again after a change to pyproject.toml, into uv.lock and the
 ## pinned requirement files `make run` and `make test` install from.
 lock: $(DEV)

@@ -9,7 +9,13 @@ from promptstack.accounts.session_models import (
     RefreshToken,
     TokenPurpose,
 )
-from promptstack.ai.documents.models import Document, DocumentChunk, DocumentKind, DocumentStatus
+from promptstack.ai.documents.models import (
+    Document,
+    DocumentChunk,
+    DocumentKind,
+    DocumentStatus,
+    DocumentVectorSet,
+)
 from promptstack.ai.llm.models import LlmCall, Outcome
 from promptstack.audit.models import AuditEntry
 from promptstack.events.models import InboxEntry, OutboxMessage, Snapshot, StoredEvent
@@ -31,6 +37,7 @@ __all__ = [
     "DocumentChunk",
     "DocumentKind",
     "DocumentStatus",
+    "DocumentVectorSet",
     "InboxEntry",
     "Job",
     "JobState",

@@ -100,9 +100,9 @@ class DocumentChunk(Base):
         UniqueConstraint("document_id", "chunk_index"),
         CheckConstraint("chunk_index >= 0 AND tokens >= 0 AND carried >= 0", name="counts"),
         CheckConstraint("dimension > 0 AND length(embedding) = 4 * dimension", name="vector"),
-        # Exact search loads a user's vectors of one model, and asks whether they changed.
-        Index("ix_document_chunks_user_id_model_id", "user_id", "model", "id"),
-        # Never reuse an id: (count, highest id) tells a cached set of vectors is stale.
+        # Exact search loads a user's vectors of one model, or those added since a version.
+        Index("ix_document_chunks_user_id_model_set_version", "user_id", "model", "set_version"),
+        # Never reuse an id: the full-text index refers to chunks by it.
         {"sqlite_autoincrement": True},
     )
 
@@ -124,6 +124,26 @@ class DocumentChunk(Base):
     dimension: Mapped[int] = mapped_column(Integer)
     # float32, little-endian, `dimension` values, unit length.
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    # The version of the user's set of vectors of this model that added it.
+    set_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class DocumentVectorSet(Base):
+    """How a user's vectors of one model have changed: `version` goes up with every
+    transaction that adds or removes some (their chunks carry the version that added
+    them), `removals` with every one that removes some. Writers of one set take its row
+    lock, so versions follow the order of commits; a process holding the vectors in
+    memory tops them up with the chunks of later versions while nothing was removed, and
+    reloads them otherwise."""
+
+    __tablename__ = "document_vector_sets"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(MODEL_NAME_MAX_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    removals: Mapped[int] = mapped_column(BigInteger)
 
 
 PGVECTOR = MetaData()

@@ -12,13 +12,16 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Uuid, bindparam, delete, func, insert, or_, select, text
+from sqlalchemy import Uuid, bindparam, delete, insert, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 
 from promptstack.ai.documents.models import (
     PGVECTOR_DIMENSION,
     Document,
     DocumentChunk,
+    DocumentVectorSet,
     document_vectors,
 )
 from promptstack.core.pagination import Page, PageRequest
@@ -101,11 +104,44 @@ class DocumentRepository(Repository[Document]):
         owned = select(Document.id).where(Document.id == document_id, Document.user_id == user_id)
         if await self.session.scalar(owned.with_for_update()) is None:
             return False
+        await self._remove_chunks(document_id)
+        await self.session.execute(delete(Document).where(Document.id == document_id))
+        return True
+
+    async def _remove_chunks(self, document_id: uuid.UUID) -> set[tuple[uuid.UUID, str]]:
+        """Delete the document's chunks, counted as a removal in each set they were in;
+        those sets, by (user, model)."""
+        found = await self.session.execute(
+            select(DocumentChunk.user_id, DocumentChunk.model)
+            .where(DocumentChunk.document_id == document_id)
+            .distinct()
+        )
+        sets = {(user_id, model) for user_id, model in found}
+        for user_id, model in sorted(sets):
+            await self._next_version(user_id, model, removal=True)
         await self.session.execute(
             delete(DocumentChunk).where(DocumentChunk.document_id == document_id)
         )
-        await self.session.execute(delete(Document).where(Document.id == document_id))
-        return True
+        return sets
+
+    async def _next_version(self, user_id: uuid.UUID, model: str, *, removal: bool) -> int:
+        """Take the set's row lock and its next version (made at 1 for a new set)."""
+        connection = await self.connection()
+        insert_ = postgres_insert if connection.dialect.name == "postgresql" else sqlite_insert
+        removed = 1 if removal else 0
+        statement = (
+            insert_(DocumentVectorSet)
+            .values(user_id=user_id, model=model, version=1, removals=removed)
+            .on_conflict_do_update(
+                index_elements=["user_id", "model"],
+                set_={
+                    "version": DocumentVectorSet.version + 1,
+                    "removals": DocumentVectorSet.removals + removed,
+                },
+            )
+            .returning(DocumentVectorSet.version)
+        )
+        return int((await self.session.execute(statement)).scalar_one())
 
     async def to_reembed(self, model: str, *, everything: bool) -> list[uuid.UUID]:
         """The documents whose chunks are not of `model` (or not there), oldest first;
@@ -117,12 +153,17 @@ class DocumentRepository(Repository[Document]):
 
     async def replace_chunks(self, document_id: uuid.UUID, rows: Sequence[ChunkRow]) -> None:
         """The document's chunks become `rows`, whatever it had before (their vectors in
-        pgvector's index too, where there is one)."""
-        await self.session.execute(
-            delete(DocumentChunk).where(DocumentChunk.document_id == document_id)
-        )
+        pgvector's index too, where there is one), in a new version of their set."""
+        replaced = await self._remove_chunks(document_id)
         if not rows:
             return
+        user_id, model = rows[0]["user_id"], rows[0]["model"]
+        if (user_id, model) in replaced:
+            # Counted once: the removal above took this set's version already.
+            version = await self._version(user_id, model)
+        else:
+            version = await self._next_version(user_id, model, removal=False)
+        rows = [{**row, "set_version": version} for row in rows]
         if not await self.has_vector_index():
             await self.session.execute(insert(DocumentChunk), list(rows))
             return
@@ -170,30 +211,34 @@ class DocumentRepository(Repository[Document]):
         )
         return [(int(row.chunk_id), float(row.score)) for row in found]
 
-    async def vector_signature(self, user_id: uuid.UUID, model: str) -> tuple[int, int]:
-        """How many vectors of `model` the user has, and the highest chunk id among them:
-        ids are never reused, so any change to the set changes one of the two."""
-        query = select(func.count(), func.coalesce(func.max(DocumentChunk.id), 0)).where(
-            DocumentChunk.user_id == user_id, DocumentChunk.model == model
+    async def _version(self, user_id: uuid.UUID, model: str) -> int:
+        query = select(DocumentVectorSet.version).where(
+            DocumentVectorSet.user_id == user_id, DocumentVectorSet.model == model
         )
-        count, highest = (await self.session.execute(query)).one()
-        return int(count), int(highest)
+        return int(await self.session.scalar(query) or 0)
+
+    async def vector_set(self, user_id: uuid.UUID, model: str) -> tuple[int, int]:
+        """The (version, removals) of the user's set of vectors of `model`; (0, 0) for
+        a set that never had any."""
+        query = select(DocumentVectorSet.version, DocumentVectorSet.removals).where(
+            DocumentVectorSet.user_id == user_id, DocumentVectorSet.model == model
+        )
+        found = (await self.session.execute(query)).first()
+        return (0, 0) if found is None else (int(found.version), int(found.removals))
 
     async def vectors(
-        self, user_id: uuid.UUID, model: str, *, after: int = 0
-    ) -> list[tuple[int, bytes]]:
-        """The user's vectors of `model` with ids above `after`, by id."""
-        query = (
-            select(DocumentChunk.id, DocumentChunk.embedding)
-            .where(
-                DocumentChunk.user_id == user_id,
-                DocumentChunk.model == model,
-                DocumentChunk.id > after,
-            )
-            .order_by(DocumentChunk.id)
+        self, user_id: uuid.UUID, model: str, *, since: int | None = None
+    ) -> list[tuple[int, int, bytes]]:
+        """The user's vectors of `model` (those added after version `since`, if given),
+        as (chunk id, set version, float32 bytes)."""
+        query = select(DocumentChunk.id, DocumentChunk.set_version, DocumentChunk.embedding).where(
+            DocumentChunk.user_id == user_id, DocumentChunk.model == model
         )
+        if since is not None:
+            query = query.where(DocumentChunk.set_version > since)
         connection = await self.connection()
-        return [(row.id, row.embedding) for row in await connection.execute(query)]
+        found = await connection.execute(query.order_by(DocumentChunk.id))
+        return [(row.id, row.set_version, row.embedding) for row in found]
 
     async def keyword(
         self, user_id: uuid.UUID, terms: Sequence[str], limit: int

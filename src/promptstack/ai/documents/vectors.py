@@ -4,10 +4,12 @@ Reading a user's vectors from the database for each query would cost far more th
 scoring them (150 MB at 100,000 chunks), so each process keeps the sets it searched, as
 one float32 matrix per user and model, least recently used first out when the budget
 (DOCUMENT_VECTOR_CACHE_MB) is spent. A held set is never trusted blindly: each search
-first asks the database how many vectors the user has and the highest chunk id among
-them. Chunk ids are never reused, so any insert, deletion or re-indexing changes that
-pair; a set that only grew is topped up with the new rows, any other change reloads it.
-Every process, API or worker, sees the same answers.
+first reads the set's row (`document_vector_sets`, one row by its key), whose version
+goes up with every transaction that changes the set and whose removals count goes up
+with every one that deletes from it. Unchanged, the held matrix is current; grown
+without removals, it is topped up with the chunks of the versions after the newest it
+holds (writers of a set take its row lock, so versions follow the order of commits);
+otherwise it is read again. Every process, API or worker, sees what is committed.
 """
 
 from __future__ import annotations
@@ -35,20 +37,35 @@ THREAD_ROWS = 20_000
 class _Held:
     ids: npt.NDArray[np.int64]
     matrix: Vectors
-
-    @property
-    def signature(self) -> tuple[int, int]:
-        return len(self.ids), int(self.ids[-1]) if len(self.ids) else 0
+    seen: tuple[int, int]  # the set's (version, removals), read before its rows were
+    newest: int  # the highest version among the rows held
 
     @property
     def nbytes(self) -> int:
         return int(self.matrix.nbytes + self.ids.nbytes)
 
 
-def _matrix(blobs: list[bytes], dimension: int) -> Vectors:
-    if not blobs:
-        return np.zeros((0, dimension), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dimension)
+def _arrays(
+    rows: list[tuple[int, int, bytes]], dimension: int
+) -> tuple[npt.NDArray[np.int64], Vectors]:
+    ids = np.array([row[0] for row in rows], dtype=np.int64)
+    if not rows:
+        return ids, np.zeros((0, dimension), dtype=np.float32)
+    blobs = b"".join(row[2] for row in rows)
+    return ids, np.frombuffer(blobs, dtype="<f4").reshape(len(rows), dimension)
+
+
+def _newest(rows: list[tuple[int, int, bytes]], floor: int) -> int:
+    return max((row[1] for row in rows), default=floor)
+
+
+def _joined(held: _Held, added: _Held) -> _Held:
+    return _Held(
+        np.concatenate([held.ids, added.ids]),
+        np.vstack([held.matrix, added.matrix]),
+        added.seen,
+        added.newest,
+    )
 
 
 class ExactVectors:
@@ -78,36 +95,20 @@ class ExactVectors:
             lock = self._loading[key] = asyncio.Lock()
         async with lock, self.uow(read_only=True) as reading:
             documents = DocumentRepository.of(reading)
-            signature = await documents.vector_signature(user_id, model)
+            seen = await documents.vector_set(user_id, model)
             held = self._held.get(key)
-            if held is not None and held.signature == signature:
+            if held is not None and held.seen == seen:
                 self._held.move_to_end(key)
                 return held
-            held = await self._load(documents, user_id, model, dimension, held, signature)
+            if held is not None and held.seen[1] == seen[1]:
+                rows = await documents.vectors(user_id, model, since=held.newest)
+                added = _Held(*_arrays(rows, dimension), seen, _newest(rows, held.newest))
+                held = _joined(held, added)
+            else:
+                rows = await documents.vectors(user_id, model)
+                held = _Held(*_arrays(rows, dimension), seen, _newest(rows, 0))
         self._keep(key, held)
         return held
-
-    async def _load(
-        self,
-        documents: DocumentRepository,
-        user_id: uuid.UUID,
-        model: str,
-        dimension: int,
-        held: _Held | None,
-        signature: tuple[int, int],
-    ) -> _Held:
-        if held is not None:
-            # Only new rows since? Then the old ones are all still there.
-            added = await documents.vectors(user_id, model, after=held.signature[1])
-            if held.signature[0] + len(added) == signature[0]:
-                ids = np.array([row[0] for row in added], dtype=np.int64)
-                matrix = _matrix([row[1] for row in added], dimension)
-                return _Held(np.concatenate([held.ids, ids]), np.vstack([held.matrix, matrix]))
-        rows = await documents.vectors(user_id, model)
-        return _Held(
-            np.array([row[0] for row in rows], dtype=np.int64),
-            _matrix([row[1] for row in rows], dimension),
-        )
 
     def _keep(self, key: tuple[uuid.UUID, str], held: _Held) -> None:
         self._held.pop(key, None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.ai.test_llm_streaming import parse, streamed
-from tests.fixtures.documents import DOCUMENTS, indexed
+from tests.fixtures.documents import uploaded
 from tests.fixtures.support import Account, Api
 
 GENERATE = "/api/v1/llm/generate"
@@ -16,15 +16,6 @@ RETURNS = (
     "Refunds reach the original card within five working days."
 )
 SHIPPING = "Parcels leave the warehouse every weekday at noon, by courier."
-
-
-async def document(api: Api, account: Account, title: str, content: str) -> str:
-    response = await api.client.post(
-        DOCUMENTS, json={"title": title, "content": content}, headers=account.headers
-    )
-    assert response.status_code == 202, response.text
-    await indexed(api, account, response.json()["id"])
-    return str(response.json()["id"])
 
 
 async def ask(api: Api, account: Account, prompt: str, **more: Any) -> dict[str, Any]:
@@ -38,8 +29,8 @@ async def ask(api: Api, account: Account, prompt: str, **more: Any) -> dict[str,
 
 async def test_an_answer_from_documents_cites_its_sources(api: Api) -> None:
     account = await api.user()
-    returns = await document(api, account, "Returns policy", RETURNS)
-    await document(api, account, "Shipping", SHIPPING)
+    returns = await uploaded(api, account, "Returns policy", RETURNS)
+    await uploaded(api, account, "Shipping", SHIPPING)
 
     body = await ask(api, account, "How long do refunds take to reach my card?")
 
@@ -61,7 +52,7 @@ async def test_an_answer_from_documents_cites_its_sources(api: Api) -> None:
 
 async def test_the_sources_are_part_of_the_prompt_that_is_counted(api: Api) -> None:
     account = await api.user()
-    await document(api, account, "Returns policy", RETURNS)
+    await uploaded(api, account, "Returns policy", RETURNS)
     prompt = "How long do refunds take?"
 
     grounded = await ask(api, account, prompt)
@@ -73,7 +64,7 @@ async def test_the_sources_are_part_of_the_prompt_that_is_counted(api: Api) -> N
 
 async def test_a_streamed_answer_ends_with_its_citations(api: Api) -> None:
     account = await api.user()
-    returns = await document(api, account, "Returns policy", RETURNS)
+    returns = await uploaded(api, account, "Returns policy", RETURNS)
 
     status, _, body = await streamed(
         api, account.headers, prompt="When are refunds back on my card?", use_documents=True
@@ -89,7 +80,7 @@ async def test_a_streamed_answer_ends_with_its_citations(api: Api) -> None:
 
 async def test_nobody_is_answered_from_another_users_documents(api: Api) -> None:
     owner, other = await api.user(), await api.user()
-    await document(api, owner, "Returns policy", RETURNS)
+    await uploaded(api, owner, "Returns policy", RETURNS)
 
     body = await ask(api, other, "How long do refunds take to reach my card?")
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promptstack.ai.documents.search import fuse, nearest
-from tests.fixtures.documents import indexed
+from tests.fixtures.documents import uploaded
 from tests.fixtures.support import Api
 
 
@@ -61,14 +61,6 @@ async def test_vectors_held_in_memory_follow_new_and_deleted_documents(api: Api)
     account = await api.user()
     headers = account.headers
 
-    async def upload(title: str, content: str) -> str:
-        response = await api.client.post(
-            "/api/v1/documents", json={"title": title, "content": content}, headers=headers
-        )
-        assert response.status_code == 202, response.text
-        await indexed(api, account, response.json()["id"])
-        return str(response.json()["id"])
-
     async def found(query: str, top_k: int = 50) -> list[str]:
         response = await api.client.post(
             "/api/v1/documents/search",
@@ -77,13 +69,13 @@ async def test_vectors_held_in_memory_follow_new_and_deleted_documents(api: Api)
         )
         return [result["document_id"] for result in response.json()["results"]]
 
-    first = await upload("Cats", "Cats purr and sleep in the sun.")
+    first = await uploaded(api, account, "Cats", "Cats purr and sleep in the sun.")
     assert await found("cats purr") == [first]  # now held
-    second = await upload("Dogs", "Dogs bark and fetch sticks.")
+    second = await uploaded(api, account, "Dogs", "Dogs bark and fetch sticks.")
 
     assert (await found("dogs bark"))[0] == second  # the held set was topped up
     await api.client.delete(f"/api/v1/documents/{first}", headers=headers)
     # Reloaded after the deletion: a stale set would spend the one place on a gone chunk.
     assert await found("cats purr", top_k=1) == [second]
-    third = await upload("Cats again", "Cats purr and sleep in the sun.")
+    third = await uploaded(api, account, "Cats again", "Cats purr and sleep in the sun.")
     assert (await found("cats purr"))[0] == third

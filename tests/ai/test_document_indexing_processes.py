@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kombu import Connection
 from sqlalchemy import func, select
 
 from promptstack.ai.documents.embeddings import MiniLM
 from promptstack.ai.documents.models import DocumentChunk
 from promptstack.jobs.models import Job, JobState
-from tests.conftest import unavailable
-from tests.fixtures.celery_worker import WorkerProcess
+from tests.fixtures.celery_worker import WorkerProcess, celery_queue
 from tests.fixtures.documents import DOCUMENTS
 from tests.fixtures.support import Api, eventually
 
@@ -47,17 +45,8 @@ def backend() -> str:
 
 @pytest.fixture
 def queue() -> Iterator[str]:
-    try:
-        with Connection(BROKER, connect_timeout=3) as connection:
-            connection.ensure_connection(max_retries=1)
-    except Exception as exc:
-        unavailable(f"RabbitMQ is not reachable at {BROKER}: {exc}")
-    name = f"promptstack-test-{uuid.uuid4().hex[:12]}"
-    yield name
-    with Connection(BROKER, connect_timeout=3) as connection:
-        channel = connection.channel()
-        channel.queue_delete(name)
-        channel.exchange_delete(name)
+    with celery_queue(BROKER) as name:
+        yield name
 
 
 @pytest.fixture

@@ -351,3 +351,22 @@ async def test_reembed_moves_every_document_to_the_configured_model(
     for accepted in (returns, shipping):
         shown = await api.client.get(f"{DOCUMENTS}/{accepted['id']}", headers=account.headers)
         assert shown.json()["model"] == MiniLM.name
+
+
+async def test_a_document_deleted_while_it_is_indexed_stays_deleted(api: Api) -> None:
+    account = await api.user()
+    accepted = await upload(api, account, "Returns", RETURNS)
+    deleted: list[int] = []
+
+    async def delete_midway(current: int, total: int | None = None) -> None:
+        if not deleted:
+            response = await api.client.delete(
+                f"{DOCUMENTS}/{accepted['id']}", headers=account.headers
+            )
+            deleted.append(response.status_code)
+
+    result = await api.container.documents.indexer.index(uuid.UUID(accepted["id"]), delete_midway)
+
+    assert deleted == [204]
+    assert result == {"document_id": accepted["id"], "deleted": True}
+    assert await chunk_rows(api, accepted["id"]) == 0

@@ -252,13 +252,14 @@ class TestErrors:
     @pytest.mark.parametrize(
         "content", [b"{not json", b"[]", b'"text"', b"", b"\xff\xfe"], ids=repr
     )
+    @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings"])
     async def test_a_body_that_is_not_a_json_object_is_a_400(
-        self, api: Api, content: bytes
+        self, api: Api, content: bytes, path: str
     ) -> None:
         user = await api.user()
         sent = {"Content-Type": "application/json", **user.headers}
 
-        response = await api.client.post("/v1/chat/completions", content=content, headers=sent)
+        response = await api.client.post(path, content=content, headers=sent)
 
         assert response.status_code == 400, response.text
         assert response.json()["error"]["type"] == "invalid_request_error"
@@ -288,6 +289,9 @@ class TestErrors:
 
         assert response.status_code == 401
         assert response.json()["error"]["type"] == "authentication_error"
+
+
+EMBEDDER = WordHashEmbedder.name
 
 
 class TestEmbeddings:
@@ -327,6 +331,38 @@ class TestEmbeddings:
 
         assert wrong_size.value.param == "dimensions"
         assert too_long.value.param == "input.1"
+
+    @pytest.mark.parametrize(
+        ("body", "param"),
+        [
+            ({"input": "Hi"}, "model"),
+            ({"model": EMBEDDER, "input": 12345}, "input"),
+            ({"model": EMBEDDER, "input": [1, 2, 3]}, "input"),
+            ({"model": EMBEDDER, "input": [[1, 2]]}, "input"),
+            ({"model": EMBEDDER, "input": None}, "input"),
+            ({"model": EMBEDDER, "input": ""}, "input"),
+            ({"model": EMBEDDER, "input": ["x"] * 257}, "input"),
+            ({"model": EMBEDDER, "input": "nul\x00"}, "input"),
+            ({"model": EMBEDDER, "input": "x" * 1_000_001}, "input"),
+            ({"model": EMBEDDER, "input": "Hi", "encoding_format": "binary"}, "encoding_format"),
+            ({"model": EMBEDDER, "input": "Hi", "dimensions": "256"}, "dimensions"),
+            ({"model": EMBEDDER, "input": "Hi", "dimensions": 0}, "dimensions"),
+            ({"model": "m" * 200, "input": "Hi"}, "model"),
+            ({"model": EMBEDDER, "input": "Hi", "extra": 1}, "extra"),
+        ],
+        ids=lambda value: str(value)[:40] if not isinstance(value, str) else value,
+    )
+    async def test_a_malformed_embeddings_request_is_a_bad_request(
+        self, api: Api, body: dict[str, Any], param: str
+    ) -> None:
+        user = await api.user()
+
+        response = await api.client.post("/v1/embeddings", json=body, headers=user.headers)
+
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        assert error["param"].startswith(param), error["param"]
 
 
 @pytest.mark.adapter_only

@@ -3,10 +3,15 @@ what both rankings found, and the vectors a process holds follow the database.""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from promptstack.ai.documents.repository import DocumentRepository
 from promptstack.ai.documents.search import fuse, nearest
 from tests.fixtures.documents import uploaded
 from tests.fixtures.support import Api
@@ -79,3 +84,33 @@ async def test_vectors_held_in_memory_follow_new_and_deleted_documents(api: Api)
     assert await found("cats purr", top_k=1) == [second]
     third = await uploaded(api, account, "Cats again", "Cats purr and sleep in the sun.")
     assert (await found("cats purr"))[0] == third
+
+
+async def test_concurrent_searches_load_a_users_vectors_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await api.user()
+    document = await uploaded(api, account, "Cats", "Cats purr and sleep in the sun.")
+    loads: list[int | None] = []
+    read = DocumentRepository.vectors
+
+    async def counted(self: DocumentRepository, *args: Any, **kwargs: Any) -> Any:
+        loads.append(kwargs.get("since"))
+        return await read(self, *args, **kwargs)
+
+    monkeypatch.setattr(DocumentRepository, "vectors", counted)
+
+    answers = await asyncio.gather(
+        *(
+            api.client.post(
+                "/api/v1/documents/search",
+                json={"query": "cats purr", "mode": "semantic"},
+                headers=account.headers,
+            )
+            for _ in range(12)
+        )
+    )
+
+    assert loads == [None]
+    for answer in answers:
+        assert [r["document_id"] for r in answer.json()["results"]] == [document]

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 import redis
-from kombu import Connection
 
 from promptstack.audit.repository import AuditRepository
 from promptstack.bootstrap import Container, bootstrap
@@ -32,8 +31,8 @@ from promptstack.jobs.inprocess import InProcessExecutor
 from promptstack.jobs.leases import Busy
 from promptstack.jobs.models import UNFINISHED, Job, JobState
 from promptstack.jobs.repository import JobRepository
-from tests.conftest import empty_postgres, make_settings, unavailable
-from tests.fixtures.celery_worker import WorkerProcess
+from tests.conftest import empty_postgres, make_settings
+from tests.fixtures.celery_worker import WorkerProcess, celery_queue
 from tests.fixtures.jobs_for_tests import EFFECT, marks
 
 RABBITMQ_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -78,17 +77,8 @@ def broker_queue(executor: str) -> Iterator[str | None]:
         yield None
         return
     url = _broker_url(executor)
-    try:
-        with Connection(url, connect_timeout=3) as connection:
-            connection.ensure_connection(max_retries=1)
-    except Exception as exc:
-        unavailable(f"The Celery broker is not reachable at {url}: {exc}")
-    queue = f"promptstack-test-{uuid.uuid4().hex[:12]}"
-    yield queue
-    with Connection(url, connect_timeout=3) as connection:
-        channel = connection.channel()
-        channel.queue_delete(queue)
-        channel.exchange_delete(queue)
+    with celery_queue(url) as queue:
+        yield queue
     if executor == "celery-redis":
         # Kombu keeps its bindings in keys of their own, which deleting the queue leaves.
         client = redis.Redis.from_url(url)

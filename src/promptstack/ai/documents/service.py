@@ -101,15 +101,6 @@ class DocumentView:
     job: JobView | None
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    document_id: uuid.UUID
-    title: str
-    chunk_index: int
-    text: str
-    score: float
-
-
 class Documents:
     def __init__(
         self,
@@ -211,7 +202,9 @@ class Documents:
         if not removed:
             raise NotFound("No such document.")
 
-    async def search(self, actor: UserSnapshot, query: str, *, top_k: int, mode: str) -> list[Hit]:
+    async def search(
+        self, actor: UserSnapshot, query: str, *, top_k: int, mode: str
+    ) -> list[Passage]:
         """The caller's chunks that best answer `query`, best first."""
         # Fusion draws on deeper lists than it returns: an item second in both beats one
         # first in only one, which it cannot see if each list stops at top_k.
@@ -228,7 +221,7 @@ class Documents:
         async with self.uow(read_only=True) as uow:
             chunks = await DocumentRepository.of(uow).chunks(actor.id, [i for i, _ in ranked])
         # A chunk deleted since it was ranked is left out.
-        return [_hit(chunks[i], score) for i, score in ranked if i in chunks]
+        return [_passage(chunks[i], score) for i, score in ranked if i in chunks]
 
     @property
     def model(self) -> str:
@@ -256,11 +249,7 @@ class Documents:
     async def passages(self, user: UserSnapshot, query: str, top_k: int) -> list[Passage]:
         """What an answer from documents is given (`ai.llm.retrieval.Retriever`): the
         hybrid search's best chunks."""
-        hits = await self.search(user, query, top_k=top_k, mode="hybrid")
-        return [
-            Passage(hit.document_id, hit.title, hit.chunk_index, hit.text, hit.score)
-            for hit in hits
-        ]
+        return await self.search(user, query, top_k=top_k, mode="hybrid")
 
     async def _semantic(
         self, user_id: uuid.UUID, query: str, depth: int
@@ -301,8 +290,8 @@ def _view(row: ShownDocument) -> DocumentView:
     )
 
 
-def _hit(chunk: FoundChunk, score: float) -> Hit:
-    return Hit(chunk.document_id, chunk.title, chunk.chunk_index, chunk.text, score)
+def _passage(chunk: FoundChunk, score: float) -> Passage:
+    return Passage(chunk.document_id, chunk.title, chunk.chunk_index, chunk.text, score)
 
 
 def _title_from_filename(filename: str | None) -> str | None:

@@ -90,16 +90,20 @@ class ExactVectors:
 
     async def _current(self, user_id: uuid.UUID, model: str, *, dimension: int) -> _Held:
         key = (user_id, model)
+        async with self.uow(read_only=True) as reading:
+            held, _ = await self._checked(DocumentRepository.of(reading), key)
+        if held is not None:
+            return held
+        # One load of a set at a time; searches that waited for it find it current.
         lock = self._loading.get(key)
         if lock is None:
             lock = self._loading[key] = asyncio.Lock()
         async with lock, self.uow(read_only=True) as reading:
             documents = DocumentRepository.of(reading)
-            seen = await documents.vector_set(user_id, model)
+            current, seen = await self._checked(documents, key)
+            if current is not None:
+                return current
             held = self._held.get(key)
-            if held is not None and held.seen == seen:
-                self._held.move_to_end(key)
-                return held
             if held is not None and held.seen[1] == seen[1]:
                 rows = await documents.vectors(user_id, model, since=held.newest)
                 added = _Held(*_arrays(rows, dimension), seen, _newest(rows, held.newest))
@@ -109,6 +113,17 @@ class ExactVectors:
                 held = _Held(*_arrays(rows, dimension), seen, _newest(rows, 0))
         self._keep(key, held)
         return held
+
+    async def _checked(
+        self, documents: DocumentRepository, key: tuple[uuid.UUID, str]
+    ) -> tuple[_Held | None, tuple[int, int]]:
+        """The held set if it is current, and the set's (version, removals) as read."""
+        seen = await documents.vector_set(*key)
+        held = self._held.get(key)
+        if held is not None and held.seen == seen:
+            self._held.move_to_end(key)
+            return held, seen
+        return None, seen
 
     def _keep(self, key: tuple[uuid.UUID, str], held: _Held) -> None:
         self._held.pop(key, None)

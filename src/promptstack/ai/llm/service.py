@@ -179,8 +179,8 @@ class LlmGateway:
         guards: ProviderGuards,
         *,
         default: str,
+        retriever: Retriever,
         fallbacks: tuple[str, ...] = (),
-        retriever: Retriever | None = None,
     ) -> None:
         self.registry = registry
         self.retriever = retriever
@@ -395,8 +395,6 @@ class LlmGateway:
     async def _passages(self, user: UserSnapshot, ask: Ask) -> tuple[Passage, ...] | None:
         if not ask.use_documents:
             return None
-        if self.retriever is None:
-            raise FeatureDisabled("answers from documents are not set up in this deployment")
         return tuple(await self.retriever.passages(user, ask.prompt, SOURCES))
 
     async def _close(
